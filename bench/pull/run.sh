@@ -18,6 +18,7 @@ out="bench/pull/results-$(date +%Y%m%d).txt"
   --synthetic "bench/big:model-00001-of-00002.safetensors=$SIZE" \
   --synthetic "bench/big:model-00002-of-00002.safetensors=$SIZE" \
   > "$work/hub.json" &
+hub_pid=$!
 for _ in $(seq 100); do [ -s "$work/hub.json" ] && break; sleep 0.1; done
 endpoint=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/hub.json")
 printf '[[models]]\nname="big"\nengine="bench"\nrepo="bench/big"\nfiles=["*"]\n' > "$work/big.toml"
@@ -31,6 +32,7 @@ run_py() {
 secs() { local t0; t0=$(date +%s.%N); "$@"; python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.3f}')" "$t0"; }
 
 {
+if [ "${PRESENCE_ONLY:-0}" != 1 ]; then
 echo "# pull: 2 files x $SIZE, $BW/s per connection, $ROUNDS rounds (alternating), $(nproc) cores, $(date -u +%FT%TZ)"
 vt=(); pt=()
 for r in $(seq "$ROUNDS"); do
@@ -43,9 +45,10 @@ v = [float(x) for x in sys.argv[1].split()]; p = [float(x) for x in sys.argv[2].
 print(f"median: vox {statistics.median(v):.2f}s, huggingface_hub {statistics.median(p):.2f}s, "
       f"speed-up {statistics.median([b / a for a, b in zip(v, p)]):.2f}x (median of per-round ratios)")
 PY
+fi
 
 # Presence check: the production manifest's file names, pinned to the served commits, already on the volume.
-kill %1; wait 2>/dev/null || true
+kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
 ./target/release/hubsim \
   $(for f in t3_cfg.safetensors s3gen.safetensors ve.safetensors tokenizer.json conds.pt; do echo --synthetic "ResembleAI/chatterbox:$f=1M"; done) \
   $(for f in model.bin config.json preprocessor_config.json tokenizer.json vocabulary.json; do echo --synthetic "Systran/faster-whisper-large-v3:$f=1M"; done) \
@@ -54,12 +57,17 @@ for _ in $(seq 100); do [ -s "$work/hub2.json" ] && break; sleep 0.1; done
 endpoint=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/hub2.json")
 MODELS_DIR="$work/prod" HF_ENDPOINT="$endpoint" ./target/release/vox models pull -m production --json > "$work/first.json" 2>/dev/null
 python3 - "$work/first.json" crates/vox-store/manifests/production.toml "$work/pinned.toml" <<'PY'
-import json, re, sys
+import json, sys
 snaps = {s["model"]: s["commit"] for s in json.load(open(sys.argv[1]))["report"]["snapshots"]}
-text = open(sys.argv[2]).read()
-for name, commit in snaps.items():
-    text = re.sub(r'(name = "%s"\n(?:[^\[]*?\n)?revision = )"main"' % re.escape(name), r'\1"%s"' % commit, text)
-open(sys.argv[3], "w").write(text)
+out, model = [], None
+for line in open(sys.argv[2]):
+    if line.startswith("name = "):
+        model = line.split('"')[1]
+    if line.startswith("revision = ") and model in snaps:
+        line = f'revision = "{snaps[model]}"\n'
+    out.append(line)
+open(sys.argv[3], "w").write("".join(out))
+assert len(snaps) == 2, snaps
 PY
 pt=()
 for r in $(seq 20); do

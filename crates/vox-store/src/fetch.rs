@@ -16,7 +16,6 @@ use futures::stream::BoxStream;
 use tokio::sync::Semaphore;
 
 use crate::error::{IoContext, Result, StoreError};
-use crate::hash::hash_file;
 use crate::hub::{FileLocation, HubClient};
 use crate::layout::{RepoCache, RepoEntry};
 use crate::lock::FileLock;
@@ -151,12 +150,7 @@ fn state_path(part: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-async fn fetch_attempt(
-    repo: &RepoCache,
-    entry: &RepoEntry,
-    origin: &Origin,
-    ctx: &FetchCtx,
-) -> Result<()> {
+async fn fetch_attempt(repo: &RepoCache, entry: &RepoEntry, origin: &Origin, ctx: &FetchCtx) -> Result<()> {
     let part = repo.part_path(&entry.etag);
     let state = state_path(&part);
     let size = entry.size;
@@ -164,129 +158,166 @@ async fn fetch_attempt(
     let n_chunks = size.div_ceil(chunk).max(1) as usize;
 
     // Resume only a consistent pair: the part at full size and a state of one byte per chunk of this size.
-    let resumable = std::fs::metadata(&part)
-        .map(|m| m.len() == size)
-        .unwrap_or(false)
-        && std::fs::metadata(&state)
-            .map(|m| m.len() == n_chunks as u64)
-            .unwrap_or(false);
+    let resumable = std::fs::metadata(&part).map(|m| m.len() == size).unwrap_or(false)
+        && std::fs::metadata(&state).map(|m| m.len() == n_chunks as u64).unwrap_or(false);
     let done: Vec<bool> = if resumable {
-        std::fs::read(&state)
-            .ctx("read download state", &state)?
-            .iter()
-            .map(|b| *b == 1)
-            .collect()
+        std::fs::read(&state).ctx("read download state", &state)?.iter().map(|b| *b == 1).collect()
     } else {
-        let f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&part)
-            .ctx("create partial file", &part)?;
+        let f = OpenOptions::new().create(true).write(true).truncate(true).open(&part).ctx("create partial file", &part)?;
         f.set_len(size).ctx("preallocate partial file", &part)?;
         std::fs::write(&state, vec![0u8; n_chunks]).ctx("write download state", &state)?;
         vec![false; n_chunks]
     };
-    let already: u64 = done
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| **d)
-        .map(|(i, _)| chunk_len(i, chunk, size))
-        .sum();
+    let already: u64 = done.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| chunk_len(i, chunk, size)).sum();
     if already > 0 {
         tracing::info!(file = %entry.path, resumed_bytes = already, "resuming a partial download");
-        ctx.progress.event(&ProgressEvent::Bytes {
-            model: ctx.model.clone(),
-            file: entry.path.clone(),
-            bytes: already,
-        });
+        ctx.progress.event(&ProgressEvent::Bytes { model: ctx.model.clone(), file: entry.path.clone(), bytes: already });
     }
 
+    // The hash runs alongside the download: a thread walks the chunks in order, hashing each as soon as it is
+    // written (from the page cache), so verification costs little more than the last chunk's hashing.
+    let hasher = InOrderHasher::start(part.clone(), entry.etag.clone(), size, chunk, done.clone());
     let todo: Vec<usize> = (0..n_chunks).filter(|i| !done[*i]).collect();
     if !todo.is_empty() && size > 0 {
-        let located = Arc::new(origin.locate(entry).await?);
-        let part_file = Arc::new(
-            OpenOptions::new()
-                .write(true)
-                .open(&part)
-                .ctx("open partial file", &part)?,
-        );
-        let state_file = Arc::new(
-            OpenOptions::new()
-                .write(true)
-                .open(&state)
-                .ctx("open download state", &state)?,
-        );
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in todo {
-            let (located, part_file, state_file, ctx, entry) = (
-                located.clone(),
-                part_file.clone(),
-                state_file.clone(),
-                ctx.clone(),
-                entry.clone(),
-            );
-            let part = part.clone();
-            tasks.spawn(async move {
-                let _permit = ctx
-                    .connections
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore open");
-                let start = i as u64 * chunk;
-                let end = start + chunk_len(i, chunk, size) - 1;
-                fetch_chunk(&located, &part_file, start, end, &entry, &ctx, &part).await?;
-                state_file
-                    .write_all_at(&[1], i as u64)
-                    .ctx("write download state", &part)?;
-                Ok::<(), StoreError>(())
-            });
-        }
-        let mut first_err = None;
-        while let Some(r) = tasks.join_next().await {
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    if first_err.is_none() {
-                        first_err = Some(e);
-                        tasks.abort_all();
-                    }
-                }
-                Err(j) if j.is_cancelled() => {}
-                Err(j) => std::panic::resume_unwind(j.into_panic()),
-            }
-        }
-        if let Some(e) = first_err {
+        let result = download_chunks(&part, &state, todo, entry, origin, ctx, &hasher).await;
+        if let Err(e) = result {
+            hasher.abort();
             return Err(e);
         }
     }
-
-    // Verify, then make visible. Hashing a large file is CPU work: keep it off the async threads.
-    let (part2, etag, fsync) = (part.clone(), entry.etag.clone(), ctx.fsync);
+    let (actual, fsync, part2) = (hasher.clone(), ctx.fsync, part.clone());
     let actual = tokio::task::spawn_blocking(move || {
+        let digest = actual.finish()?;
         if fsync {
-            std::fs::File::open(&part2)
-                .and_then(|f| f.sync_all())
-                .ctx("sync", &part2)?;
+            std::fs::File::open(&part2).and_then(|f| f.sync_all()).ctx("sync", &part2)?;
         }
-        hash_file(&part2, &etag)
+        Ok::<_, StoreError>(digest)
     })
     .await
     .expect("hash task")?;
     if actual != entry.etag.as_str() {
         let _ = std::fs::remove_file(&part);
         let _ = std::fs::remove_file(&state);
-        return Err(StoreError::HashMismatch {
-            path: format!("{}/{}", repo.repo_id, entry.path),
-            expected: entry.etag.to_string(),
-            actual,
-        });
+        return Err(StoreError::HashMismatch { path: format!("{}/{}", repo.repo_id, entry.path), expected: entry.etag.to_string(), actual });
     }
     let blob = repo.blob_path(&entry.etag);
     std::fs::rename(&part, &blob).ctx("rename into place", &blob)?;
     let _ = std::fs::remove_file(&state);
     Ok(())
+}
+
+/// Fetches the missing chunks in parallel (bounded by the shared connection pool), recording each in the state
+/// file and telling the hasher.
+async fn download_chunks(
+    part: &Path,
+    state: &Path,
+    todo: Vec<usize>,
+    entry: &RepoEntry,
+    origin: &Origin,
+    ctx: &FetchCtx,
+    hasher: &InOrderHasher,
+) -> Result<()> {
+    let (size, chunk) = (entry.size, ctx.chunk_size.max(1));
+    let located = Arc::new(origin.locate(entry).await?);
+    let part_file = Arc::new(OpenOptions::new().write(true).open(part).ctx("open partial file", part)?);
+    let state_file = Arc::new(OpenOptions::new().write(true).open(state).ctx("open download state", state)?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in todo {
+        let (located, part_file, state_file, ctx, entry, hasher) =
+            (located.clone(), part_file.clone(), state_file.clone(), ctx.clone(), entry.clone(), hasher.clone());
+        let part = part.to_path_buf();
+        tasks.spawn(async move {
+            let _permit = ctx.connections.clone().acquire_owned().await.expect("semaphore open");
+            let start = i as u64 * chunk;
+            let end = start + chunk_len(i, chunk, size) - 1;
+            fetch_chunk(&located, &part_file, start, end, &entry, &ctx, &part).await?;
+            state_file.write_all_at(&[1], i as u64).ctx("write download state", &part)?;
+            hasher.chunk_done(i);
+            Ok::<(), StoreError>(())
+        });
+    }
+    let mut first_err = None;
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                    tasks.abort_all();
+                }
+            }
+            Err(j) if j.is_cancelled() => {}
+            Err(j) => std::panic::resume_unwind(j.into_panic()),
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Hashes a part file chunk by chunk in order, on its own thread, as chunks are reported written.
+#[derive(Clone)]
+struct InOrderHasher {
+    shared: Arc<(std::sync::Mutex<HasherState>, std::sync::Condvar)>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<Result<String>>>>>,
+}
+
+struct HasherState {
+    done: Vec<bool>,
+    aborted: bool,
+}
+
+impl InOrderHasher {
+    fn start(part: PathBuf, etag: crate::hash::Etag, size: u64, chunk: u64, done: Vec<bool>) -> Self {
+        let shared = Arc::new((std::sync::Mutex::new(HasherState { done, aborted: false }), std::sync::Condvar::new()));
+        let s2 = shared.clone();
+        let thread = std::thread::spawn(move || -> Result<String> {
+            let mut h = etag.hasher(size);
+            let file = std::fs::File::open(&part).ctx("open partial file", &part)?;
+            let n = size.div_ceil(chunk).max(1) as usize;
+            let mut buf = vec![0u8; (chunk as usize).min(8 << 20)];
+            for i in 0..n {
+                {
+                    let (lock, cv) = &*s2;
+                    let mut st = lock.lock().expect("hasher state");
+                    while !st.done[i] && !st.aborted {
+                        st = cv.wait(st).expect("hasher state");
+                    }
+                    if st.aborted {
+                        return Ok(String::new());
+                    }
+                }
+                let (mut pos, end) = (i as u64 * chunk, (i as u64 * chunk + chunk).min(size));
+                while pos < end {
+                    let want = ((end - pos) as usize).min(buf.len());
+                    file.read_exact_at(&mut buf[..want], pos).ctx("read partial file", &part)?;
+                    h.update(&buf[..want]);
+                    pos += want as u64;
+                }
+            }
+            Ok(h.finish_hex())
+        });
+        InOrderHasher { shared, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    fn chunk_done(&self, i: usize) {
+        let (lock, cv) = &*self.shared;
+        lock.lock().expect("hasher state").done[i] = true;
+        cv.notify_all();
+    }
+
+    fn abort(&self) {
+        let (lock, cv) = &*self.shared;
+        lock.lock().expect("hasher state").aborted = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.lock().expect("hasher thread").take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Waits for the digest (blocking: call off the async threads).
+    fn finish(&self) -> Result<String> {
+        let t = self.thread.lock().expect("hasher thread").take().expect("finish called once");
+        t.join().expect("hasher thread panicked")
+    }
 }
 
 fn chunk_len(i: usize, chunk: u64, size: u64) -> u64 {
