@@ -3,6 +3,7 @@
 mod config;
 mod models;
 mod progress;
+mod stt;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ struct Cli {
 enum Command {
     /// Provision models on the volume: pull, verify, list, prune, import, mirror.
     Models(models::ModelsArgs),
+    /// Transcribe an audio file with a Whisper model of the manifest (no server).
+    Stt(stt::SttArgs),
     /// Print the effective settings and where each came from (secrets masked).
     Config {
         /// JSON instead of a table.
@@ -83,6 +86,12 @@ fn main() -> ExitCode {
                     .enable_all()
                     .build()?;
                 rt.block_on(models::run(args, &settings))
+            }
+            Command::Stt(args) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(stt::run(args, &settings))
             }
         }
     })();

@@ -150,7 +150,12 @@ fn state_path(part: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-async fn fetch_attempt(repo: &RepoCache, entry: &RepoEntry, origin: &Origin, ctx: &FetchCtx) -> Result<()> {
+async fn fetch_attempt(
+    repo: &RepoCache,
+    entry: &RepoEntry,
+    origin: &Origin,
+    ctx: &FetchCtx,
+) -> Result<()> {
     let part = repo.part_path(&entry.etag);
     let state = state_path(&part);
     let size = entry.size;
@@ -158,20 +163,42 @@ async fn fetch_attempt(repo: &RepoCache, entry: &RepoEntry, origin: &Origin, ctx
     let n_chunks = size.div_ceil(chunk).max(1) as usize;
 
     // Resume only a consistent pair: the part at full size and a state of one byte per chunk of this size.
-    let resumable = std::fs::metadata(&part).map(|m| m.len() == size).unwrap_or(false)
-        && std::fs::metadata(&state).map(|m| m.len() == n_chunks as u64).unwrap_or(false);
+    let resumable = std::fs::metadata(&part)
+        .map(|m| m.len() == size)
+        .unwrap_or(false)
+        && std::fs::metadata(&state)
+            .map(|m| m.len() == n_chunks as u64)
+            .unwrap_or(false);
     let done: Vec<bool> = if resumable {
-        std::fs::read(&state).ctx("read download state", &state)?.iter().map(|b| *b == 1).collect()
+        std::fs::read(&state)
+            .ctx("read download state", &state)?
+            .iter()
+            .map(|b| *b == 1)
+            .collect()
     } else {
-        let f = OpenOptions::new().create(true).write(true).truncate(true).open(&part).ctx("create partial file", &part)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&part)
+            .ctx("create partial file", &part)?;
         f.set_len(size).ctx("preallocate partial file", &part)?;
         std::fs::write(&state, vec![0u8; n_chunks]).ctx("write download state", &state)?;
         vec![false; n_chunks]
     };
-    let already: u64 = done.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| chunk_len(i, chunk, size)).sum();
+    let already: u64 = done
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| chunk_len(i, chunk, size))
+        .sum();
     if already > 0 {
         tracing::info!(file = %entry.path, resumed_bytes = already, "resuming a partial download");
-        ctx.progress.event(&ProgressEvent::Bytes { model: ctx.model.clone(), file: entry.path.clone(), bytes: already });
+        ctx.progress.event(&ProgressEvent::Bytes {
+            model: ctx.model.clone(),
+            file: entry.path.clone(),
+            bytes: already,
+        });
     }
 
     // The hash runs alongside the download: a thread walks the chunks in order, hashing each as soon as it is
@@ -189,7 +216,9 @@ async fn fetch_attempt(repo: &RepoCache, entry: &RepoEntry, origin: &Origin, ctx
     let actual = tokio::task::spawn_blocking(move || {
         let digest = actual.finish()?;
         if fsync {
-            std::fs::File::open(&part2).and_then(|f| f.sync_all()).ctx("sync", &part2)?;
+            std::fs::File::open(&part2)
+                .and_then(|f| f.sync_all())
+                .ctx("sync", &part2)?;
         }
         Ok::<_, StoreError>(digest)
     })
@@ -198,7 +227,11 @@ async fn fetch_attempt(repo: &RepoCache, entry: &RepoEntry, origin: &Origin, ctx
     if actual != entry.etag.as_str() {
         let _ = std::fs::remove_file(&part);
         let _ = std::fs::remove_file(&state);
-        return Err(StoreError::HashMismatch { path: format!("{}/{}", repo.repo_id, entry.path), expected: entry.etag.to_string(), actual });
+        return Err(StoreError::HashMismatch {
+            path: format!("{}/{}", repo.repo_id, entry.path),
+            expected: entry.etag.to_string(),
+            actual,
+        });
     }
     let blob = repo.blob_path(&entry.etag);
     std::fs::rename(&part, &blob).ctx("rename into place", &blob)?;
@@ -219,19 +252,42 @@ async fn download_chunks(
 ) -> Result<()> {
     let (size, chunk) = (entry.size, ctx.chunk_size.max(1));
     let located = Arc::new(origin.locate(entry).await?);
-    let part_file = Arc::new(OpenOptions::new().write(true).open(part).ctx("open partial file", part)?);
-    let state_file = Arc::new(OpenOptions::new().write(true).open(state).ctx("open download state", state)?);
+    let part_file = Arc::new(
+        OpenOptions::new()
+            .write(true)
+            .open(part)
+            .ctx("open partial file", part)?,
+    );
+    let state_file = Arc::new(
+        OpenOptions::new()
+            .write(true)
+            .open(state)
+            .ctx("open download state", state)?,
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for i in todo {
-        let (located, part_file, state_file, ctx, entry, hasher) =
-            (located.clone(), part_file.clone(), state_file.clone(), ctx.clone(), entry.clone(), hasher.clone());
+        let (located, part_file, state_file, ctx, entry, hasher) = (
+            located.clone(),
+            part_file.clone(),
+            state_file.clone(),
+            ctx.clone(),
+            entry.clone(),
+            hasher.clone(),
+        );
         let part = part.to_path_buf();
         tasks.spawn(async move {
-            let _permit = ctx.connections.clone().acquire_owned().await.expect("semaphore open");
+            let _permit = ctx
+                .connections
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
             let start = i as u64 * chunk;
             let end = start + chunk_len(i, chunk, size) - 1;
             fetch_chunk(&located, &part_file, start, end, &entry, &ctx, &part).await?;
-            state_file.write_all_at(&[1], i as u64).ctx("write download state", &part)?;
+            state_file
+                .write_all_at(&[1], i as u64)
+                .ctx("write download state", &part)?;
             hasher.chunk_done(i);
             Ok::<(), StoreError>(())
         });
@@ -266,8 +322,20 @@ struct HasherState {
 }
 
 impl InOrderHasher {
-    fn start(part: PathBuf, etag: crate::hash::Etag, size: u64, chunk: u64, done: Vec<bool>) -> Self {
-        let shared = Arc::new((std::sync::Mutex::new(HasherState { done, aborted: false }), std::sync::Condvar::new()));
+    fn start(
+        part: PathBuf,
+        etag: crate::hash::Etag,
+        size: u64,
+        chunk: u64,
+        done: Vec<bool>,
+    ) -> Self {
+        let shared = Arc::new((
+            std::sync::Mutex::new(HasherState {
+                done,
+                aborted: false,
+            }),
+            std::sync::Condvar::new(),
+        ));
         let s2 = shared.clone();
         let thread = std::thread::spawn(move || -> Result<String> {
             let mut h = etag.hasher(size);
@@ -288,14 +356,18 @@ impl InOrderHasher {
                 let (mut pos, end) = (i as u64 * chunk, (i as u64 * chunk + chunk).min(size));
                 while pos < end {
                     let want = ((end - pos) as usize).min(buf.len());
-                    file.read_exact_at(&mut buf[..want], pos).ctx("read partial file", &part)?;
+                    file.read_exact_at(&mut buf[..want], pos)
+                        .ctx("read partial file", &part)?;
                     h.update(&buf[..want]);
                     pos += want as u64;
                 }
             }
             Ok(h.finish_hex())
         });
-        InOrderHasher { shared, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        InOrderHasher {
+            shared,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        }
     }
 
     fn chunk_done(&self, i: usize) {
@@ -315,7 +387,12 @@ impl InOrderHasher {
 
     /// Waits for the digest (blocking: call off the async threads).
     fn finish(&self) -> Result<String> {
-        let t = self.thread.lock().expect("hasher thread").take().expect("finish called once");
+        let t = self
+            .thread
+            .lock()
+            .expect("hasher thread")
+            .take()
+            .expect("finish called once");
         t.join().expect("hasher thread panicked")
     }
 }

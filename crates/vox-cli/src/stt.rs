@@ -1,0 +1,137 @@
+//! `vox stt FILE`: transcribe a file with a model of the manifest, no server needed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use vox_store::{Manifest, ModelStore};
+use vox_whisper::format::{ResponseFormat, render};
+use vox_whisper::{Task, TranscribeOptions, WhisperPipeline};
+
+use crate::config::Settings;
+
+#[derive(Args)]
+pub struct SttArgs {
+    /// Audio file (wav, flac, mp3, ogg, m4a).
+    file: PathBuf,
+    /// Model name in the manifest (default: its first whisper model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Manifest: built-in name or TOML file (default: the configured one).
+    #[arg(long, short = 'm')]
+    manifest: Option<String>,
+    /// text, json, verbose_json, srt or vtt.
+    #[arg(long, default_value = "text")]
+    format: String,
+    /// Language code (multilingual models detect it when absent).
+    #[arg(long)]
+    language: Option<String>,
+    /// Translate to English instead of transcribing.
+    #[arg(long)]
+    translate: bool,
+    #[arg(long, default_value_t = 5)]
+    beam_size: usize,
+    /// Start of the temperature fallback; 0 with --no-fallback is plain greedy/beam decoding.
+    #[arg(long)]
+    no_fallback: bool,
+    /// Text to condition the first window on.
+    #[arg(long)]
+    initial_prompt: Option<String>,
+}
+
+pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
+    let format = ResponseFormat::parse(&args.format).with_context(|| {
+        format!(
+            "--format {:?}: use text, json, verbose_json, srt or vtt",
+            args.format
+        )
+    })?;
+    let manifest = Manifest::load(args.manifest.as_deref().unwrap_or(settings.manifest()))?;
+    let spec = match &args.model {
+        Some(n) => manifest.model(n)?.clone(),
+        None => manifest
+            .models
+            .iter()
+            .find(|m| m.engine == "whisper")
+            .cloned()
+            .context("the manifest has no whisper model; give --model or --manifest")?,
+    };
+    if spec.engine != "whisper" {
+        bail!(
+            "model {:?} is a {} model, not whisper",
+            spec.name,
+            spec.engine
+        );
+    }
+    let store = ModelStore::new(settings.store_config()?)?;
+    let snapshot = match store.presence(&spec)? {
+        Some(s) => s,
+        None => {
+            let one = Manifest {
+                models: vec![spec.clone()],
+                origin: manifest.origin.clone(),
+            };
+            store
+                .pull(&one, Arc::new(vox_store::NoProgress))
+                .await?
+                .snapshots
+                .remove(0)
+        }
+    };
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let hint = args
+        .file
+        .extension()
+        .map(|e| e.to_string_lossy().to_string());
+    let samples =
+        vox_audio::load_for_whisper(&bytes, hint.as_deref(), &vox_audio::Limits::default())
+            .with_context(|| format!("{}", args.file.display()))?;
+    let t0 = Instant::now();
+    let pipeline = WhisperPipeline::load(
+        &snapshot.dir,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut opts = TranscribeOptions {
+        beam_size: args.beam_size,
+        language: args.language.clone(),
+        task: if args.translate {
+            Task::Translate
+        } else {
+            Task::Transcribe
+        },
+        initial_prompt: args.initial_prompt.clone(),
+        ..Default::default()
+    };
+    if args.no_fallback {
+        opts.temperatures = vec![0.0];
+    }
+    let t1 = Instant::now();
+    let t = tokio::task::spawn_blocking(move || pipeline.transcribe(&samples, &opts)).await??;
+    let secs = t1.elapsed().as_secs_f64();
+    tracing::info!(model = %spec.name, load_s, transcribe_s = secs, audio_s = t.duration, rtf = secs / t.duration.max(1e-9), "transcribed");
+    print!(
+        "{}",
+        render(
+            &t,
+            format,
+            if args.translate {
+                "translate"
+            } else {
+                "transcribe"
+            }
+        )
+    );
+    if !matches!(
+        format,
+        ResponseFormat::Text | ResponseFormat::Srt | ResponseFormat::Vtt
+    ) {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}

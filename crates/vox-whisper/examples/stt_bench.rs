@@ -1,0 +1,96 @@
+//! STT benchmark, vox side (bench/stt/run.sh runs it beside bench/stt/run_faster_whisper.py, same files,
+//! same method): load the model once (timed), one warm-up call, then REPEATS passes over the files with
+//! faster-whisper's defaults (beam 5, temperature fallback, timestamps, no VAD). Prints JSON: load time, per-file
+//! and total wall time (median over passes), RTF, peak RSS, and the text of each file.
+//!
+//!   cargo run --release -p vox-whisper --example stt_bench -- MODEL_DIR REPEATS BEAM FILE.wav...
+
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use vox_whisper::{TranscribeOptions, WhisperPipeline};
+
+fn peak_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (dir, repeats, beam) = (
+        std::path::Path::new(&args[1]),
+        args[2].parse::<usize>().unwrap(),
+        args[3].parse::<usize>().unwrap(),
+    );
+    let files = &args[4..];
+    let audio: Vec<(String, Vec<f32>)> = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            let name = std::path::Path::new(f)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            (
+                name,
+                vox_audio::load_for_whisper(&bytes, Some("wav"), &vox_audio::Limits::default())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let t0 = Instant::now();
+    let p = WhisperPipeline::load(dir, &Device::Cpu, DType::F32).unwrap();
+    let load_s = t0.elapsed().as_secs_f64();
+    let opts = TranscribeOptions {
+        beam_size: beam,
+        language: Some("en".into()),
+        ..Default::default()
+    };
+    let t1 = Instant::now();
+    p.transcribe(&audio[0].1, &opts).unwrap();
+    let first_call_s = t1.elapsed().as_secs_f64();
+    let mut per_file: Vec<Vec<f64>> = vec![Vec::new(); audio.len()];
+    let mut totals = Vec::new();
+    let mut texts = vec![String::new(); audio.len()];
+    for _ in 0..repeats {
+        let mut total = 0.0;
+        for (i, (_, a)) in audio.iter().enumerate() {
+            let t = Instant::now();
+            let r = p.transcribe(a, &opts).unwrap();
+            let s = t.elapsed().as_secs_f64();
+            per_file[i].push(s);
+            total += s;
+            texts[i] = r.text();
+        }
+        totals.push(total);
+    }
+    let duration: f64 = audio.iter().map(|(_, a)| a.len() as f64 / 16000.0).sum();
+    let total = median(totals);
+    let out = serde_json::json!({
+        "engine": "vox",
+        "model": dir,
+        "compute": "f32",
+        "beam_size": beam,
+        "load_s": load_s,
+        "first_call_s": first_call_s,
+        "audio_s": duration,
+        "total_wall_s_median": total,
+        "rtf": total / duration,
+        "peak_rss_mb": peak_rss_mb(),
+        "files": audio.iter().zip(per_file).zip(texts).map(|(((n, a), w), text)| serde_json::json!({
+            "name": n, "duration": a.len() as f64 / 16000.0, "wall_s_median": median(w), "text": text,
+        })).collect::<Vec<_>>(),
+    });
+    println!("{out}");
+}
