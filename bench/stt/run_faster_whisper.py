@@ -14,8 +14,10 @@ Follows the method of shared/notes/baselines.md §4.1 so the numbers can be comp
   * RTF = transcription wall time / audio duration; the aggregate RTF of a group is its total wall time divided
     by its total audio duration;
   * peak RSS = ru_maxrss of the process at the end (also RSS right after load, from /proc/self/status);
-  * load1 (from /proc/loadavg) at the start and the end, and before each pass: the machine is shared, and
-    CTranslate2 slows down a lot when other processes compete for the 2 cores (baselines.md §4.5-4.6).
+  * load1 (from /proc/loadavg) at the start and the end, and before each pass, and the CPU-s that OTHER
+    processes used during each pass (/proc/stat busy time minus this process's getrusage): the machine is
+    shared, and CTranslate2 slows down a lot when other processes compete for the 2 cores (baselines.md
+    §4.5-4.6). A pass is quiet when that number is near 0.
   * WER against the sentences file with tools/whisper/wer.py (lowercase, no punctuation, digit strings spelled
     as words on both sides; "wer_no_number_spelling" is the baselines' exact normalization). A file named sNN.wav
     is line NN of --sentences; a file X.wav with an X.txt beside it (long45/long70 from make_audio.sh) is the
@@ -72,6 +74,13 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def busy_cpu_s() -> float:
+    """CPU-seconds all processes on the machine have used so far (/proc/stat, excluding idle and iowait)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb() -> float:
@@ -167,16 +176,19 @@ def main() -> None:
         cpus = {w: [] for w in args.wavs}
         texts = {w: [] for w in args.wavs}
         pass_load1 = []
+        pass_other_cpu = []
         for rep in range(args.repeats):
             pass_load1.append(load1())
+            b0, c0 = busy_cpu_s(), cpu_s()
             for w in args.wavs:
                 wall, c, text = run(w)
                 walls[w].append(wall)
                 cpus[w].append(c)
                 texts[w].append(text)
+            pass_other_cpu.append(max(0.0, (busy_cpu_s() - b0) - (cpu_s() - c0)))
             print(
                 f"pass {rep + 1}/{args.repeats}: {sum(walls[w][-1] for w in args.wavs):.2f} s "
-                f"(load1 {pass_load1[-1]:.2f})",
+                f"(load1 {pass_load1[-1]:.2f}, other processes {pass_other_cpu[-1]:.1f} CPU-s)",
                 file=sys.stderr,
             )
 
@@ -258,6 +270,7 @@ def main() -> None:
         },
         "machine": {"cpu": cpu_model(), "nproc": os.cpu_count(), "kernel": platform.release()},
         "load1": {"start": load_start, "per_pass": pass_load1, "end": load1()},
+        "other_processes_cpu_s_per_pass": pass_other_cpu,
         "import_s": import_s,
         "model_load_s": load_s,
         "model_load_cpu_s": load_cpu_s,

@@ -46,7 +46,7 @@ What it does:
      returned by CTranslate2 `generate(..., return_logits_vocab=True)`: raw logits after the logit processors,
      i.e. suppressed tokens set to -3.4028235e38; the top 20 entries, statistics and a fixed set of ids).
 
-The output stays well under 1 MB. Takes about a minute on 2 cores.
+The output stays well under 1 MB (about 150 kB). Takes about 1.5 minutes on a quiet 2-core machine.
 """
 
 from __future__ import annotations

@@ -8,8 +8,13 @@ use std::borrow::Cow;
 use candle_core::{DType, Device, Tensor};
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use super::Ct2Dtype;
+
+/// Work is split into chunks of this many elements, converted in parallel on rayon's pool (page faults on
+/// fresh output buffers and memory bandwidth dominate loading, and both scale with cores).
+const CHUNK: usize = 1 << 18;
 
 /// `bytes` as a slice of `T`: borrowed when aligned, copied otherwise.
 fn cast_or_copy<T: bytemuck::Pod>(bytes: &[u8]) -> Cow<'_, [T]> {
@@ -19,21 +24,50 @@ fn cast_or_copy<T: bytemuck::Pod>(bytes: &[u8]) -> Cow<'_, [T]> {
     }
 }
 
+/// Runs `f` over matching chunks of `src` (`per` items per output element) and `dst`, in parallel when large.
+fn par_chunks<S: Sync, D: Send>(
+    src: &[S],
+    per: usize,
+    dst: &mut [D],
+    f: impl Fn(&[S], &mut [D]) + Sync,
+) {
+    if dst.len() <= CHUNK {
+        f(src, dst);
+    } else {
+        src.par_chunks(CHUNK * per)
+            .zip(dst.par_chunks_mut(CHUNK))
+            .for_each(|(s, d)| f(s, d));
+    }
+}
+
+/// Little-endian 16-bit floats (aligned or not) to f32 with `convert` (half's vectorised slice conversion).
+fn half_to_f32<H: bytemuck::Pod + Send + Sync>(
+    bytes: &[u8],
+    convert: fn(&[H], &mut [f32]),
+) -> Vec<f32> {
+    let mut out = vec![0f32; bytes.len() / 2];
+    par_chunks(bytes, 2, &mut out, |b, o| {
+        match bytemuck::try_cast_slice::<u8, H>(b) {
+            Ok(h) => convert(h, o),
+            Err(_) => {
+                // Unaligned: stage through a small aligned buffer instead of copying the whole tensor.
+                let mut tmp = [H::zeroed(); 4096];
+                for (b, o) in b.chunks(2 * tmp.len()).zip(o.chunks_mut(tmp.len())) {
+                    let t = &mut tmp[..o.len()];
+                    bytemuck::cast_slice_mut(t).copy_from_slice(b);
+                    convert(t, o);
+                }
+            }
+        }
+    });
+    out
+}
+
 /// Float data of type `src` as f32.
 pub(crate) fn floats_to_f32(bytes: &[u8], src: Ct2Dtype) -> Cow<'_, [f32]> {
     match src {
-        Ct2Dtype::F16 => {
-            let h = cast_or_copy::<f16>(bytes);
-            let mut out = vec![0f32; h.len()];
-            h.convert_to_f32_slice(&mut out);
-            Cow::Owned(out)
-        }
-        Ct2Dtype::BF16 => {
-            let h = cast_or_copy::<bf16>(bytes);
-            let mut out = vec![0f32; h.len()];
-            h.convert_to_f32_slice(&mut out);
-            Cow::Owned(out)
-        }
+        Ct2Dtype::F16 => Cow::Owned(half_to_f32::<f16>(bytes, |h, o| h.convert_to_f32_slice(o))),
+        Ct2Dtype::BF16 => Cow::Owned(half_to_f32::<bf16>(bytes, |h, o| h.convert_to_f32_slice(o))),
         Ct2Dtype::F32 => cast_or_copy::<f32>(bytes),
         _ => unreachable!("floats_to_f32 on {src:?}"),
     }
@@ -66,12 +100,12 @@ pub(crate) fn f32_to_tensor(
         (DType::F32, _) => Tensor::from_vec(values, shape, device),
         (DType::F16, Device::Cpu) => {
             let mut out = bytemuck::zeroed_vec::<f16>(values.len());
-            out.convert_from_f32_slice(&values);
+            par_chunks(&values, 1, &mut out, |v, o| o.convert_from_f32_slice(v));
             Tensor::from_vec(out, shape, device)
         }
         (DType::BF16, Device::Cpu) => {
             let mut out = bytemuck::zeroed_vec::<bf16>(values.len());
-            out.convert_from_f32_slice(&values);
+            par_chunks(&values, 1, &mut out, |v, o| o.convert_from_f32_slice(v));
             Tensor::from_vec(out, shape, device)
         }
         _ => Tensor::from_vec(values, shape, device)?.to_dtype(dtype),
@@ -117,6 +151,42 @@ pub(crate) fn raw_to_tensor(
     }
 }
 
+/// Applies `f(rows_of_a, rows_of_b, rows_of_c)` to groups of whole rows, in parallel when large.
+fn par_rows<A: Sync, B: Send, C: Send>(
+    a: &[A],
+    b: &mut [B],
+    c: &mut [C],
+    cols: usize,
+    f: impl Fn(&[A], &mut [B], &mut [C]) + Sync,
+) {
+    let rows_per = (CHUNK / cols.max(1)).max(1);
+    if c.len() <= rows_per {
+        f(a, b, c);
+    } else {
+        let groups = a
+            .par_chunks(rows_per * cols)
+            .zip(b.par_chunks_mut(rows_per * cols));
+        groups
+            .zip(c.par_chunks_mut(rows_per))
+            .for_each(|((a, b), c)| f(a, b, c));
+    }
+}
+
+fn dequantize_rows<Q: Copy + Sync + Into<f32>>(q: &[Q], scales: &[f32], out: &mut [f32]) {
+    let cols = out.len() / scales.len();
+    let mut scales = scales.to_vec();
+    par_rows(q, out, &mut scales, cols, |q, out, scales| {
+        for ((o, q), &mut s) in out
+            .chunks_exact_mut(cols)
+            .zip(q.chunks_exact(cols))
+            .zip(scales)
+        {
+            let r = 1.0 / s;
+            o.iter_mut().zip(q).for_each(|(o, &q)| *o = q.into() * r);
+        }
+    });
+}
+
 /// Dequantizes int8 (`scales` per row) or int16 (one scale) data as CTranslate2 does: `v * (1 / scale)`.
 /// `None` if the number of scales does not divide the number of values.
 pub(crate) fn dequantize(bytes: &[u8], src: Ct2Dtype, scales: &[f32]) -> Option<Vec<f32>> {
@@ -124,33 +194,12 @@ pub(crate) fn dequantize(bytes: &[u8], src: Ct2Dtype, scales: &[f32]) -> Option<
     if scales.is_empty() || !out.len().is_multiple_of(scales.len()) {
         return None;
     }
-    let cols = out.len() / scales.len();
-    if cols == 0 {
+    if out.is_empty() {
         return Some(out);
     }
     match src {
-        Ct2Dtype::I8 => {
-            let q: &[i8] = bytemuck::cast_slice(bytes);
-            for ((o, q), &s) in out
-                .chunks_exact_mut(cols)
-                .zip(q.chunks_exact(cols))
-                .zip(scales)
-            {
-                let r = 1.0 / s;
-                o.iter_mut().zip(q).for_each(|(o, &q)| *o = q as f32 * r);
-            }
-        }
-        Ct2Dtype::I16 => {
-            let q = cast_or_copy::<i16>(bytes);
-            for ((o, q), &s) in out
-                .chunks_exact_mut(cols)
-                .zip(q.chunks_exact(cols))
-                .zip(scales)
-            {
-                let r = 1.0 / s;
-                o.iter_mut().zip(q).for_each(|(o, &q)| *o = q as f32 * r);
-            }
-        }
+        Ct2Dtype::I8 => dequantize_rows::<i8>(bytemuck::cast_slice(bytes), scales, &mut out),
+        Ct2Dtype::I16 => dequantize_rows::<i16>(&cast_or_copy(bytes), scales, &mut out),
         _ => return None,
     }
     Some(out)
@@ -161,22 +210,26 @@ pub(crate) fn dequantize(bytes: &[u8], src: Ct2Dtype, scales: &[f32]) -> Option<
 pub(crate) fn quantize_int8_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
     let cols = values.len().checked_div(rows).unwrap_or(0);
     let mut q = vec![0i8; values.len()];
-    let mut scales = Vec::with_capacity(rows);
+    let mut scales = vec![1f32; rows];
     if cols == 0 {
-        scales.resize(rows, 1.0);
         return (q, scales);
     }
-    for (row, out) in values.chunks_exact(cols).zip(q.chunks_exact_mut(cols)) {
-        let mut amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if amax == 0.0 {
-            amax = 127.0;
+    par_rows(values, &mut q, &mut scales, cols, |values, q, scales| {
+        for ((row, out), scale) in values
+            .chunks_exact(cols)
+            .zip(q.chunks_exact_mut(cols))
+            .zip(scales)
+        {
+            let mut amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if amax == 0.0 {
+                amax = 127.0;
+            }
+            *scale = 127.0f32 / amax;
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = (v * *scale).round_ties_even() as i8;
+            }
         }
-        let scale = 127.0f32 / amax;
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = (v * scale).round_ties_even() as i8;
-        }
-        scales.push(scale);
-    }
+    });
     (q, scales)
 }
 
