@@ -1,0 +1,1 @@
+//! T3: text tokens → speech tokens (reference: `chatterbox/models/t3`).
