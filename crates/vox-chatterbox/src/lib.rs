@@ -9,6 +9,7 @@
 
 pub mod s3gen;
 pub mod t3;
+pub mod text;
 
 /// What can go wrong loading or running Chatterbox.
 #[derive(Debug, thiserror::Error)]
