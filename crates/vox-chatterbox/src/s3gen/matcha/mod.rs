@@ -1,0 +1,3 @@
+//! Pieces of Matcha-TTS the estimator reuses (reference `chatterbox/models/s3gen/matcha`).
+
+pub mod transformer;
