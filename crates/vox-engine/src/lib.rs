@@ -23,8 +23,8 @@ pub use queue::{CancelToken, EngineQueue, QueueConfig, QueueStats, Running};
 pub use service::{AudioStream, ChunkMode, Synthesis, Transcription, synthesize_long};
 pub use types::{
     AudioSink, EngineError, SpeechSynthesizer, SynthesisParams, SynthesisRequest, SynthesizerInfo,
-    Task, Transcriber, TranscriberInfo, Transcript, TranscriptSegment, TranscriptionRequest,
-    VoiceInfo,
+    Task, Transcriber, TranscriberInfo, Transcript, TranscriptSegment, TranscriptWord,
+    TranscriptionRequest, VoiceInfo,
 };
 
 /// Why the runtime did not produce a result.

@@ -167,6 +167,19 @@ pub struct TranscriptionRequest {
     pub beam_size: Option<usize>,
     /// Seed of the sampler used by temperature fallback.
     pub seed: Option<u64>,
+    /// Also time each word ([`TranscriptSegment::words`]); engines that cannot answer
+    /// [`EngineError::Unsupported`].
+    pub word_timestamps: bool,
+}
+
+/// A word and when it was spoken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptWord {
+    /// The word with its leading space and glued punctuation (`" Hello,"`).
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    pub probability: f64,
 }
 
 /// A stretch of recognised speech.
@@ -183,6 +196,9 @@ pub struct TranscriptSegment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
+    /// Present when [`TranscriptionRequest::word_timestamps`] was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<TranscriptWord>>,
 }
 
 /// The result of a transcription.
