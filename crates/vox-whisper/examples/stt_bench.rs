@@ -49,8 +49,14 @@ fn main() {
             )
         })
         .collect();
+    vox_whisper::cpu_ops::keep_freed_memory();
+    // VOX_COMPUTE=int8: int8 weights for the decoder's per-token products (activations stay f32).
+    let int8 = std::env::var("VOX_COMPUTE").is_ok_and(|c| c == "int8");
     let t0 = Instant::now();
-    let p = WhisperPipeline::load(dir, &Device::Cpu, DType::F32).unwrap();
+    let mut p = WhisperPipeline::load(dir, &Device::Cpu, DType::F32).unwrap();
+    if int8 {
+        p.model.decoder.quantize_steps().unwrap();
+    }
     let load_s = t0.elapsed().as_secs_f64();
     let opts = TranscribeOptions {
         beam_size: beam,
@@ -80,7 +86,7 @@ fn main() {
     let out = serde_json::json!({
         "engine": "vox",
         "model": dir,
-        "compute": "f32",
+        "compute": if int8 { "int8" } else { "f32" },
         "beam_size": beam,
         "load_s": load_s,
         "first_call_s": first_call_s,

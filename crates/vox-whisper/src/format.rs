@@ -105,6 +105,7 @@ mod tests {
             avg_logprob: -0.1,
             compression_ratio: 1.0,
             no_speech_prob: 0.0,
+            words: None,
         };
         Transcription {
             language: "en".into(),

@@ -5,21 +5,27 @@
 //! transformers names, both mapped to CT2's); `model` is the encoder/decoder; `decode` the search; `transcribe`
 //! the long-audio loop.
 
+pub mod align;
+pub mod cpu_ops;
 pub mod ct2;
 pub mod decode;
+pub mod engine;
 pub mod format;
 pub mod hf;
 pub mod model;
 pub mod pipeline;
+pub mod rowmat;
 pub mod tokenizer;
 pub mod transcribe;
 pub mod weights;
+pub mod words;
 
 pub use decode::{GenerateOptions, Generation};
 pub use model::{Config, Whisper};
 pub use pipeline::WhisperPipeline;
 pub use tokenizer::WhisperTokenizer;
 pub use transcribe::{Segment, Task, TranscribeOptions, Transcription};
+pub use words::Word;
 
 /// What can go wrong in speech-to-text.
 #[derive(Debug, thiserror::Error)]

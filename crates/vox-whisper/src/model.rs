@@ -8,7 +8,10 @@
 //! KV cache; cross-attention keys and values are computed once per encoder output.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
+use rayon::prelude::*;
 
+use crate::cpu_ops;
+use crate::rowmat::{self, RowMatrix, RowsRef};
 use crate::weights::WhisperWeights;
 
 /// Sizes read from the weights themselves (CTranslate2 stores no hyper-parameters besides head counts).
@@ -27,34 +30,47 @@ pub struct Config {
     pub max_source_positions: usize,
 }
 
-/// `y = x W^T + b`, with `W^T` materialized at load.
+/// `y = x Wᵀ + b` with `W` kept `[out, in]` as in the checkpoint. Few-row products on CPU (the decoder's
+/// per-token steps) go through [`rowmat`], which streams `W` once instead of packing it per call; larger ones
+/// through candle's gemm on the transposed view. Int8 weights (decoder steps of an int8 model) are rows only.
 struct Linear {
-    wt: Tensor,
+    w: LinearWeight,
     b: Option<Tensor>,
 }
 
+enum LinearWeight {
+    Dense(Tensor),
+    Int8(RowMatrix),
+}
+
+/// Up to this many activation rows, a CPU f32 product takes the row kernel.
+const FEW_ROWS: usize = 16;
+
 impl Linear {
     fn load(w: &dyn WhisperWeights, prefix: &str, dtype: DType, dev: &Device) -> Result<Self> {
-        let wt = w
-            .get(&format!("{prefix}/weight"), dtype, dev)?
-            .t()?
-            .contiguous()?;
+        let wt = w.get(&format!("{prefix}/weight"), dtype, dev)?;
         let bname = format!("{prefix}/bias");
         let b = if w.has(&bname) {
             Some(w.get(&bname, dtype, dev)?)
         } else {
             None
         };
-        Ok(Linear { wt, b })
+        Ok(Linear {
+            w: LinearWeight::Dense(wt),
+            b,
+        })
     }
 
     /// Splits a fused projection (`[n*d, d]` in the checkpoint) into `n` projections of `d` outputs.
     fn split(self, n: usize) -> Result<Vec<Linear>> {
-        let out = self.wt.dim(1)? / n;
+        let LinearWeight::Dense(w) = &self.w else {
+            unreachable!("split happens at load, before quantization")
+        };
+        let out = w.dim(0)? / n;
         (0..n)
             .map(|i| {
                 Ok(Linear {
-                    wt: self.wt.narrow(1, i * out, out)?.contiguous()?,
+                    w: LinearWeight::Dense(w.narrow(0, i * out, out)?.contiguous()?),
                     b: match &self.b {
                         Some(b) => Some(b.narrow(0, i * out, out)?.contiguous()?),
                         None => None,
@@ -63,14 +79,78 @@ impl Linear {
             })
             .collect()
     }
+
+    /// Replaces an f32 CPU weight by its int8 rows (CTranslate2's per-row scheme).
+    fn quantize(&mut self) -> Result<()> {
+        if let LinearWeight::Dense(w) = &self.w
+            && w.device().is_cpu()
+            && w.dtype() == DType::F32
+        {
+            let (n, k) = w.dims2()?;
+            let data = w.flatten_all()?.to_vec1::<f32>()?;
+            self.w = LinearWeight::Int8(RowMatrix::quantize_int8(n, k, &data));
+        }
+        Ok(())
+    }
+}
+
+/// `x · Wᵀ (+ b)` through the row kernel, for a CPU f32 `x` `[.., k]` against rows `w` `[n, k]`.
+fn rows_product(x: &Tensor, w: RowsRef<'_>, n: usize, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().expect("at least one dim");
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let m = xs.len() / k;
+    let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
+    let y = rowmat::matmul(w, n, k, &xs, m, bias.as_deref());
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("at least one dim") = n;
+    Tensor::from_vec(y, out_dims, x.device())
+}
+
+/// The f32 slice behind a contiguous CPU tensor.
+fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    if !t.is_contiguous() || t.dtype() != DType::F32 {
+        return None;
+    }
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => {
+            let all = cpu.as_slice::<f32>().ok()?;
+            let (start, end) = (
+                layout.start_offset(),
+                layout.start_offset() + t.elem_count(),
+            );
+            Some(f(&all[start..end]))
+        }
+        _ => None,
+    }
+}
+
+/// Rows of activations in `x` (all dims but the last).
+fn activation_rows(x: &Tensor) -> usize {
+    x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1)
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.wt)?;
-        match &self.b {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+        match &self.w {
+            LinearWeight::Int8(q) => rows_product(x, q.as_rows(), q.rows(), self.b.as_ref()),
+            LinearWeight::Dense(w) => {
+                if x.device().is_cpu() && x.dtype() == DType::F32 && activation_rows(x) <= FEW_ROWS
+                {
+                    let n = w.dim(0)?;
+                    if let Some(y) =
+                        with_cpu_f32(w, |s| rows_product(x, RowsRef::F32(s), n, self.b.as_ref()))
+                    {
+                        return y;
+                    }
+                }
+                let y = x.broadcast_matmul(&w.t()?)?;
+                match &self.b {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
         }
     }
 }
@@ -105,12 +185,14 @@ fn attend(
     want_weights: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let dh = q.dim(D::Minus1)?;
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?;
+    // Scaling the queries rather than the scores: `t × d` multiplications instead of `t × s`, and for Whisper's
+    // 64-wide heads the scale is 1/8, so the result is bit-identical.
+    let scores = (q * (1.0 / (dh as f64).sqrt()))?.matmul(&k.t()?)?;
     let scores = match mask {
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    let w = candle_nn::ops::softmax_last_dim(&scores)?;
+    let w = cpu_ops::softmax_last_dim(scores)?;
     let out = w.matmul(v)?;
     let (b, h, t, d) = out.dims4()?;
     let out = out.transpose(1, 2)?.reshape((b, t, h * d))?;
@@ -222,10 +304,14 @@ impl CrossAttention {
         })
     }
 
+    /// Keys `[b, h, s, d]` and values stored transposed, `[b, h, d, s]`, so that both products of a decoding
+    /// step are row products (see [`cross_attend_rows`]).
     fn memory(&self, enc: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
             heads(&self.k.forward(enc)?, self.n_heads)?,
-            heads(&self.v.forward(enc)?, self.n_heads)?,
+            heads(&self.v.forward(enc)?, self.n_heads)?
+                .transpose(2, 3)?
+                .contiguous()?,
         ))
     }
 
@@ -237,9 +323,112 @@ impl CrossAttention {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let h = self.layer_norm.forward(x)?;
         let q = heads(&self.q.forward(&h)?, self.n_heads)?;
-        let (o, w) = attend(&q, &mem.0, &mem.1, None, want_weights)?;
+        // The memory holds one entry per audio item, shared by that item's `g` beams (copying it per beam
+        // on every reorder was a quarter of beam-search time). Fold the beams into the query length so each
+        // item's beams attend in one matmul: `[bm*g, h, t, d]` → `[bm, h, g*t, d]`.
+        if let Some((o, w)) = cross_attend_rows(&q, &mem.0, &mem.1, want_weights)? {
+            return Ok(((x + self.out.forward(&o)?)?, w));
+        }
+        let v = mem.1.transpose(2, 3)?;
+        let bm = mem.0.dim(0)?;
+        let (bq, nh, t, dh) = q.dims4()?;
+        let g = bq / bm;
+        if g == 1 {
+            let (o, w) = attend(&q, &mem.0, &v, None, want_weights)?;
+            return Ok(((x + self.out.forward(&o)?)?, w));
+        }
+        let q = q
+            .reshape((bm, g, nh, t, dh))?
+            .transpose(1, 2)?
+            .reshape((bm, nh, g * t, dh))?;
+        let (o, w) = attend(&q, &mem.0, &v, None, want_weights)?;
+        // `[bm, g*t, h*d]` is item-major then beam-major: exactly `[bm*g, t, h*d]`.
+        let o = o.reshape((bq, t, nh * dh))?;
+        let w = match w {
+            Some(w) => {
+                let s = w.dim(D::Minus1)?;
+                Some(
+                    w.reshape((bm, nh, g, t, s))?
+                        .transpose(1, 2)?
+                        .reshape((bq, nh, t, s))?,
+                )
+            }
+            None => None,
+        };
         Ok(((x + self.out.forward(&o)?)?, w))
     }
+}
+
+/// Cross-attention of a decoding step on CPU f32 through the row kernel: per item and head, the scores are
+/// rows of `K` dotted with the queries of all the item's beams, and the output rows of `Vᵀ` dotted with the
+/// probabilities; candle's batched gemm would pack `K` and `V` (1500 × 64 per head) on every token. `q` is
+/// `[bm*g, h, t, d]`, `k` `[bm, h, s, d]`, `vt` `[bm, h, d, s]`. Returns `None` when not on CPU f32 or for long
+/// queries (the prompt), which the gemm handles better.
+fn cross_attend_rows(
+    q: &Tensor,
+    k: &Tensor,
+    vt: &Tensor,
+    want_weights: bool,
+) -> Result<Option<(Tensor, Option<Tensor>)>> {
+    let (bq, nh, t, dh) = q.dims4()?;
+    let (bm, _, s, _) = k.dims4()?;
+    let g = bq / bm;
+    if !q.device().is_cpu() || q.dtype() != DType::F32 || g * t > FEW_ROWS {
+        return Ok(None);
+    }
+    let qv = q.flatten_all()?.to_vec1::<f32>()?;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let n = g * t;
+    // Per (item, head): outputs `[n, dh]` and probabilities `[n, s]`.
+    let per_head = with_cpu_f32(k, |ks| {
+        with_cpu_f32(vt, |vts| {
+            (0..bm * nh)
+                .into_par_iter()
+                .map(|bh| {
+                    let (b, h) = (bh / nh, bh % nh);
+                    // The queries of this item's beams for head h, `[g*t, dh]`.
+                    let mut x = Vec::with_capacity(n * dh);
+                    for gi in 0..g {
+                        let off = (((b * g + gi) * nh + h) * t) * dh;
+                        x.extend_from_slice(&qv[off..off + t * dh]);
+                    }
+                    let kh = &ks[bh * s * dh..(bh + 1) * s * dh];
+                    let mut p = rowmat::matmul_seq(RowsRef::F32(kh), s, dh, &x, n, None);
+                    p.iter_mut().for_each(|v| *v *= scale);
+                    cpu_ops::softmax_rows_slice(&mut p, s);
+                    let vh = &vts[bh * dh * s..(bh + 1) * dh * s];
+                    let o = rowmat::matmul_seq(RowsRef::F32(vh), dh, s, &p, n, None);
+                    (o, p)
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .flatten();
+    let Some(per_head) = per_head else {
+        return Ok(None);
+    };
+    // Back to `[bq, t, h*dh]` (and weights `[bq, h, t, s]`).
+    let mut out = vec![0f32; bq * t * nh * dh];
+    let mut weights = want_weights.then(|| vec![0f32; bq * nh * t * s]);
+    for (bh, (o, p)) in per_head.iter().enumerate() {
+        let (b, h) = (bh / nh, bh % nh);
+        for r in 0..n {
+            let (gi, ti) = (r / t, r % t);
+            let bqi = b * g + gi;
+            let dst = ((bqi * t + ti) * nh + h) * dh;
+            out[dst..dst + dh].copy_from_slice(&o[r * dh..(r + 1) * dh]);
+            if let Some(w) = weights.as_mut() {
+                let dst = ((bqi * nh + h) * t + ti) * s;
+                w[dst..dst + s].copy_from_slice(&p[r * s..(r + 1) * s]);
+            }
+        }
+    }
+    let dev = q.device();
+    let out = Tensor::from_vec(out, (bq, t, nh * dh), dev)?;
+    let weights = weights
+        .map(|w| Tensor::from_vec(w, (bq, nh, t, s), dev))
+        .transpose()?;
+    Ok(Some((out, weights)))
 }
 
 /// `ffn`: pre-norm, `linear_0` → GELU (erf) → `linear_1`.
@@ -261,10 +450,7 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self
-            .linear_0
-            .forward(&self.layer_norm.forward(x)?)?
-            .gelu_erf()?;
+        let h = cpu_ops::gelu_erf(self.linear_0.forward(&self.layer_norm.forward(x)?)?)?;
         x + self.linear_1.forward(&h)?
     }
 }
@@ -290,14 +476,14 @@ impl Encoder {
     /// `mel`: `[batch, n_mels, 3000]` → `[batch, 1500, d_model]`.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
         let mel = mel.to_dtype(self.dtype)?;
-        let x = mel
-            .conv1d(&self.conv1_w, 1, 1, 1, 1)?
-            .broadcast_add(&self.conv1_b.unsqueeze(1)?)?
-            .gelu_erf()?;
-        let x = x
-            .conv1d(&self.conv2_w, 1, 2, 1, 1)?
-            .broadcast_add(&self.conv2_b.unsqueeze(1)?)?
-            .gelu_erf()?;
+        let x = cpu_ops::gelu_erf(
+            mel.conv1d(&self.conv1_w, 1, 1, 1, 1)?
+                .broadcast_add(&self.conv1_b.unsqueeze(1)?)?,
+        )?;
+        let x = cpu_ops::gelu_erf(
+            x.conv1d(&self.conv2_w, 1, 2, 1, 1)?
+                .broadcast_add(&self.conv2_b.unsqueeze(1)?)?,
+        )?;
         let x = x.transpose(1, 2)?;
         let t = x.dim(1)?;
         let mut x = x.broadcast_add(&self.position_encodings.narrow(0, 0, t)?)?;
@@ -317,9 +503,9 @@ struct DecoderLayer {
 
 /// `decoder/…`
 pub struct Decoder {
-    embeddings: Tensor,
-    /// `embeddings^T` for the output projection (`decoder/projection/weight` is an alias of the embeddings).
-    projection_t: Tensor,
+    /// `[vocab, d]`: the token embeddings and, tied, the output projection (`decoder/projection/weight` is an
+    /// alias of them in CTranslate2 files).
+    embeddings: LinearWeight,
     position_encodings: Tensor,
     layers: Vec<DecoderLayer>,
     layer_norm: LayerNorm,
@@ -335,7 +521,8 @@ pub struct DecoderState {
 }
 
 impl DecoderState {
-    /// Keeps rows `idx` of every batched tensor (beam reordering and pruning).
+    /// Keeps rows `idx` of the self-attention cache: beam reordering within one audio item. The cross-attention
+    /// memory is per item, not per beam, and stays as it is.
     pub fn select(&self, idx: &Tensor) -> Result<DecoderState> {
         let sel = |t: &Tensor| t.index_select(idx, 0);
         Ok(DecoderState {
@@ -348,18 +535,19 @@ impl DecoderState {
                         .transpose()
                 })
                 .collect::<Result<_>>()?,
-            memory: self
-                .memory
-                .iter()
-                .map(|(k, v)| Ok((sel(k)?, sel(v)?)))
-                .collect::<Result<_>>()?,
+            // Beams of one item share its cross-attention memory (see `CrossAttention::forward`).
+            memory: self.memory.clone(),
             len: self.len,
         })
     }
 
+    /// Sequences in flight (beams included).
     pub fn batch(&self) -> usize {
-        self.memory
-            .first()
+        self.self_kv
+            .iter()
+            .flatten()
+            .next()
+            .or(self.memory.first())
             .and_then(|(k, _)| k.dim(0).ok())
             .unwrap_or(0)
     }
@@ -389,11 +577,19 @@ impl Decoder {
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let (_, t) = tokens.dims2()?;
         let pos = self.position_encodings.narrow(0, state.len, t)?;
-        let mut x = self
-            .embeddings
-            .embedding(&tokens.flatten_all()?)?
-            .reshape((tokens.dim(0)?, t, ()))?
-            .broadcast_add(&pos)?;
+        let ids = tokens.flatten_all()?;
+        let emb = match &self.embeddings {
+            LinearWeight::Dense(e) => e.embedding(&ids)?,
+            LinearWeight::Int8(q) => {
+                let rows: Vec<f32> = ids
+                    .to_vec1::<u32>()?
+                    .into_iter()
+                    .flat_map(|id| q.row(id as usize))
+                    .collect();
+                Tensor::from_vec(rows, (ids.elem_count(), q.cols()), pos.device())?
+            }
+        };
+        let mut x = emb.reshape((tokens.dim(0)?, t, ()))?.broadcast_add(&pos)?;
         let mask = if t > 1 {
             Some(causal_mask(t, state.len, x.dtype(), x.device())?)
         } else {
@@ -417,9 +613,52 @@ impl Decoder {
 
     /// Logits `[.., vocab]` (f32) of hidden states `[.., d]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        hidden
-            .broadcast_matmul(&self.projection_t)?
-            .to_dtype(DType::F32)
+        let proj = Linear {
+            w: match &self.embeddings {
+                LinearWeight::Dense(e) => LinearWeight::Dense(e.clone()),
+                LinearWeight::Int8(_) => return self.logits_int8(hidden),
+            },
+            b: None,
+        };
+        proj.forward(hidden)?.to_dtype(DType::F32)
+    }
+
+    fn logits_int8(&self, hidden: &Tensor) -> Result<Tensor> {
+        let LinearWeight::Int8(q) = &self.embeddings else {
+            unreachable!("called for int8 embeddings")
+        };
+        rows_product(&hidden.to_dtype(DType::F32)?, q.as_rows(), q.rows(), None)
+    }
+
+    /// Replaces the weights used at every decoding step (self-attention, cross-attention queries and output,
+    /// feed-forward, embeddings/projection) by int8 rows; the cross-attention keys and values, computed once
+    /// per window over 1500 positions, stay f32 for the gemm. CPU f32 models only; a no-op otherwise.
+    pub fn quantize_steps(&mut self) -> Result<()> {
+        if let LinearWeight::Dense(e) = &self.embeddings
+            && e.device().is_cpu()
+            && e.dtype() == DType::F32
+        {
+            let (n, k) = e.dims2()?;
+            let data = e.flatten_all()?.to_vec1::<f32>()?;
+            self.embeddings = LinearWeight::Int8(RowMatrix::quantize_int8(n, k, &data));
+        } else {
+            return Ok(());
+        }
+        for l in &mut self.layers {
+            for lin in [
+                &mut l.self_attention.q,
+                &mut l.self_attention.k,
+                &mut l.self_attention.v,
+                &mut l.self_attention.out,
+                &mut l.attention.q,
+                &mut l.attention.out,
+                &mut l.ffn.linear_0,
+                &mut l.ffn.linear_1,
+            ] {
+                lin.quantize()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -439,6 +678,9 @@ pub struct Whisper {
     pub decoder: Decoder,
     pub device: Device,
     pub dtype: DType,
+    /// `[layer, head]` cross-attention heads whose weights follow the timing (word timestamps): config.json's
+    /// `alignment_heads` when the loader finds one, else every head of the decoder's second half.
+    pub alignment_heads: Vec<(usize, usize)>,
 }
 
 impl Whisper {
@@ -452,7 +694,6 @@ impl Whisper {
         let conv1_w = w.get("encoder/conv1/weight", dtype, dev)?;
         let (d_model, n_mels, _) = conv1_w.dims3()?;
         let embeddings = w.get("decoder/embeddings/weight", dtype, dev)?;
-        let projection_t = embeddings.t()?.contiguous()?;
         let dec_pos = w.get("decoder/position_encodings/encodings", dtype, dev)?;
         let enc_pos = w.get("encoder/position_encodings/encodings", dtype, dev)?;
         let config = Config {
@@ -499,8 +740,7 @@ impl Whisper {
             dtype,
         };
         let decoder = Decoder {
-            embeddings,
-            projection_t,
+            embeddings: LinearWeight::Dense(embeddings),
             position_encodings: dec_pos,
             layers: (0..dec_layers)
                 .map(|i| {
@@ -527,6 +767,10 @@ impl Whisper {
             layer_norm: LayerNorm::load(w, "decoder/layer_norm", dtype, dev)?,
         };
         Ok(Whisper {
+            alignment_heads: crate::align::default_alignment_heads(
+                config.decoder_layers,
+                config.decoder_heads,
+            ),
             config,
             encoder,
             decoder,

@@ -23,10 +23,21 @@ pub struct WhisperPipeline {
 impl WhisperPipeline {
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, WhisperError> {
         let weights = open_weights(dir)?;
-        let model = Whisper::load(weights.as_ref(), dtype, device)?;
+        let mut model = Whisper::load(weights.as_ref(), dtype, device)?;
+        if let Some(heads) = alignment_heads(dir) {
+            model.alignment_heads = heads;
+        }
         let tokenizer =
             WhisperTokenizer::from_file(&dir.join("tokenizer.json"), model.config.vocab_size)?;
         Ok(WhisperPipeline { model, tokenizer })
+    }
+
+    /// Stores the weights of the decoder's per-token products as int8 rows (CTranslate2's per-row scheme;
+    /// activations stay f32), which on CPU cuts their memory traffic by 4 and the model's memory by a third.
+    /// A no-op on GPUs and for non-f32 models.
+    pub fn with_int8_decoder(mut self) -> Result<Self, WhisperError> {
+        self.model.decoder.quantize_steps()?;
+        Ok(self)
     }
 
     /// Transcribes 16 kHz mono samples.
@@ -42,4 +53,22 @@ impl WhisperPipeline {
             vox_audio::log_mel_spectrogram(samples, self.model.config.n_mels, FEATURE_PADDING);
         transcribe_features(&self.model, &self.tokenizer, &mel, frames, opts)
     }
+}
+
+/// `alignment_heads` (`[[layer, head], ...]`) of the model directory's config.json (CTranslate2 writes it there;
+/// transformers keeps it in generation_config.json). `None` when absent or malformed.
+fn alignment_heads(dir: &Path) -> Option<Vec<(usize, usize)>> {
+    let dir = if dir.is_file() { dir.parent()? } else { dir };
+    ["config.json", "generation_config.json"]
+        .iter()
+        .find_map(|name| {
+            let text = std::fs::read_to_string(dir.join(name)).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v.get("alignment_heads")?
+                .as_array()?
+                .iter()
+                .map(|p| Some((p.get(0)?.as_u64()? as usize, p.get(1)?.as_u64()? as usize)))
+                .collect::<Option<Vec<_>>>()
+        })
+        .filter(|h| !h.is_empty())
 }

@@ -83,6 +83,29 @@ impl WhisperTokenizer {
         self.inner.decode(&text, true).unwrap_or_default()
     }
 
+    /// The text of any ids, special tokens skipped (Python `tokenizers`' `decode` default).
+    pub fn decode_raw(&self, tokens: &[u32]) -> String {
+        self.inner.decode(tokens, true).unwrap_or_default()
+    }
+
+    /// faster-whisper's `decode_with_timestamps`: text with timestamp tokens written as `<|1.08|>`.
+    pub fn decode_with_timestamps(&self, tokens: &[u32]) -> String {
+        let tb = self.specials.timestamp_begin;
+        let mut out = String::new();
+        let mut run: Vec<u32> = Vec::new();
+        for &t in tokens {
+            if t >= tb {
+                out.push_str(&self.decode_raw(&run));
+                run.clear();
+                out.push_str(&format!("<|{:.2}|>", (t - tb) as f64 * 0.02));
+            } else {
+                run.push(t);
+            }
+        }
+        out.push_str(&self.decode_raw(&run));
+        out
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }

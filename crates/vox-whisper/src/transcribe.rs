@@ -13,6 +13,7 @@ use crate::WhisperError;
 use crate::decode::{GenerateOptions, Generation, generate};
 use crate::model::Whisper;
 use crate::tokenizer::WhisperTokenizer;
+use crate::words::{self, Piece, Word, WordContext};
 
 /// 10 ms per mel frame, 20 ms per timestamp token, 2 frames per encoder position.
 pub const TIME_PER_FRAME: f64 = 0.01;
@@ -52,6 +53,12 @@ pub struct TranscribeOptions {
     pub suppress_tokens: Option<Vec<i64>>,
     pub without_timestamps: bool,
     pub max_initial_timestamp: f32,
+    /// Per-word timings from cross-attention ([`crate::words`]); segment bounds then follow the words.
+    pub word_timestamps: bool,
+    /// With `word_timestamps`: marks glued to the following word.
+    pub prepend_punctuations: String,
+    /// With `word_timestamps`: marks glued to the preceding word.
+    pub append_punctuations: String,
     /// Seed of the sampler used by temperature fallback.
     pub seed: u64,
 }
@@ -78,6 +85,9 @@ impl Default for TranscribeOptions {
             suppress_tokens: None,
             without_timestamps: false,
             max_initial_timestamp: 1.0,
+            word_timestamps: false,
+            prepend_punctuations: words::PREPEND_PUNCTUATIONS.into(),
+            append_punctuations: words::APPEND_PUNCTUATIONS.into(),
             seed: 0,
         }
     }
@@ -96,6 +106,9 @@ pub struct Segment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
+    /// Present when word timestamps were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<Word>>,
 }
 
 /// The result of a transcription.
@@ -195,6 +208,7 @@ pub fn transcribe_features(
     let mut prompt_reset_since = 0;
     let mut segments = Vec::new();
     let mut seek = 0usize;
+    let mut last_speech_timestamp = 0.0;
     let max_length = model.config.max_target_positions;
     while seek < content_frames {
         let time_offset = seek as f64 * TIME_PER_FRAME;
@@ -239,23 +253,62 @@ pub fn transcribe_features(
             seek,
         );
         seek = new_seek;
-        for (start, end, tokens) in pieces {
-            let text = tok.decode(&tokens);
-            if start == end || text.trim().is_empty() {
-                continue;
-            }
-            all_tokens.extend_from_slice(&tokens);
-            segments.push(Segment {
-                id: segments.len() + 1,
+        let mut pieces: Vec<Piece> = pieces
+            .into_iter()
+            .map(|(start, end, tokens)| Piece {
                 seek: previous_seek,
                 start,
                 end,
-                text,
                 tokens,
+                words: Vec::new(),
+            })
+            .collect();
+        if opts.word_timestamps {
+            let ctx = WordContext {
+                model,
+                tokenizer: tok,
+                alignment_heads: &model.alignment_heads,
+                sot_sequence: &sot_sequence,
+                language: &language,
+                prepend_punctuations: &opts.prepend_punctuations,
+                append_punctuations: &opts.append_punctuations,
+            };
+            words::add_word_timestamps(
+                &ctx,
+                &mut pieces,
+                &enc,
+                segment_size,
+                last_speech_timestamp,
+            )?;
+            // Unless the window ended on a lone timestamp, resume after the last word.
+            if !single_timestamp_ending(tok, &out.tokens)
+                && let Some(end) = words::last_end(&pieces)
+                && end > time_offset
+            {
+                seek = (end / TIME_PER_FRAME).round() as usize;
+            }
+            if let Some(end) = words::last_end(&pieces) {
+                last_speech_timestamp = end;
+            }
+        }
+        for piece in pieces {
+            let text = tok.decode(&piece.tokens);
+            if piece.start == piece.end || text.trim().is_empty() {
+                continue;
+            }
+            all_tokens.extend_from_slice(&piece.tokens);
+            segments.push(Segment {
+                id: segments.len() + 1,
+                seek: previous_seek,
+                start: piece.start,
+                end: piece.end,
+                text,
+                tokens: piece.tokens,
                 temperature,
                 avg_logprob,
                 compression_ratio: cr,
                 no_speech_prob: out.no_speech_prob,
+                words: opts.word_timestamps.then_some(piece.words),
             });
         }
         if !opts.condition_on_previous_text || temperature > opts.prompt_reset_on_temperature {
@@ -345,6 +398,12 @@ fn generate_with_fallback(
         .ok_or_else(|| WhisperError::BadInput("no temperatures given".into()))?;
     let (g, lp, _, cr) = all.swap_remove(best);
     Ok((g, lp, last_t, cr))
+}
+
+/// Whether a window's tokens end with one timestamp after text (no speech after it).
+fn single_timestamp_ending(tok: &WhisperTokenizer, tokens: &[u32]) -> bool {
+    let tb = tok.specials.timestamp_begin;
+    tokens.len() >= 2 && tokens[tokens.len() - 2] < tb && tokens[tokens.len() - 1] >= tb
 }
 
 /// faster-whisper's `_split_segments_by_timestamps`: segments between consecutive timestamp tokens, and where to

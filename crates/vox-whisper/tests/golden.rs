@@ -97,6 +97,12 @@ fn pipeline(f: &Fixture) -> &'static WhisperPipeline {
     P.get_or_init(|| WhisperPipeline::load(&f.model, &Device::Cpu, DType::F32).unwrap())
 }
 
+fn pipeline_int8(f: &Fixture) -> WhisperPipeline {
+    WhisperPipeline::load(&f.model, &Device::Cpu, DType::F32)
+        .and_then(|p| p.with_int8_decoder())
+        .unwrap()
+}
+
 /// The 16 kHz samples of a test file, after checking it is the audio the golden outputs were made from.
 fn samples(f: &Fixture, name: &str) -> Vec<f32> {
     let bytes = std::fs::read(f.audio.join(format!("{name}.wav"))).unwrap();
@@ -197,7 +203,17 @@ fn greedy_tokens_equal_faster_whisper() {
 #[test]
 fn beam5_wer_is_within_half_a_point_of_faster_whisper() {
     let Some(f) = fixture() else { return };
-    let p = pipeline(f);
+    beam5_wer_check(f, pipeline(f), "f32");
+}
+
+/// int8 decoder weights against faster-whisper's float32 outputs: quantization must not cost accuracy.
+#[test]
+fn int8_decoder_beam5_wer_is_within_half_a_point_of_faster_whisper() {
+    let Some(f) = fixture() else { return };
+    beam5_wer_check(f, &pipeline_int8(f), "int8");
+}
+
+fn beam5_wer_check(f: &Fixture, p: &WhisperPipeline, label: &str) {
     let sentences: Vec<String> =
         std::fs::read_to_string(root().join("crates/vox-whisper/tests/golden/sentences.txt"))
             .unwrap()
@@ -225,6 +241,11 @@ fn beam5_wer_is_within_half_a_point_of_faster_whisper() {
         100.0 * ours as f64 / words as f64,
         100.0 * theirs as f64 / words as f64,
     );
-    eprintln!("beam-5 WER: vox {a:.2} %, faster-whisper {b:.2} % over {words} words");
-    assert!(a <= b + 0.5, "vox WER {a:.2} % vs faster-whisper {b:.2} %");
+    eprintln!(
+        "beam-5 WER: vox {label} {a:.2} %, faster-whisper float32 {b:.2} % over {words} words"
+    );
+    assert!(
+        a <= b + 0.5,
+        "vox {label} WER {a:.2} % vs faster-whisper {b:.2} %"
+    );
 }
