@@ -130,7 +130,7 @@ fn start() -> Result<Runtime, OnnxError> {
     let path = locate()?;
     let builder = ort::init_from(&path).map_err(|e| OnnxError::Load {
         path: path.clone(),
-        message: e.to_string(),
+        message: format!("{e}{}", dlopen_detail(&path)),
     })?;
     let env = builder
         .with_name("vox")
@@ -138,6 +138,20 @@ fn start() -> Result<Runtime, OnnxError> {
         .map_err(|e| OnnxError::Environment(e.to_string()))?;
     tracing::info!(path = %path.display(), build = ort::info(), "ONNX Runtime loaded");
     Ok(Runtime { path, env })
+}
+
+/// The dynamic loader's own words (e.g. "invalid ELF header", a missing libstdc++), which ort's error leaves
+/// out: it prints libloading's "dlopen failed" without its source.
+fn dlopen_detail(path: &Path) -> String {
+    // SAFETY: only reached after ort failed to load the same file; a library that loads here is dropped
+    // (unloaded) at once without any of its functions being called.
+    match unsafe { libloading::Library::new(path) } {
+        Ok(_) => String::new(),
+        Err(e) => match std::error::Error::source(&e) {
+            Some(src) => format!(" ({src})"),
+            None => String::new(),
+        },
+    }
 }
 
 /// How to run a model on the CPU.

@@ -22,6 +22,11 @@ fn floats(v: &Value) -> Vec<f64> {
 fn assert_close(name: &str, got: impl IntoIterator<Item = f64>, want: &[f64], tol: f64) {
     let got: Vec<f64> = got.into_iter().collect();
     assert_eq!(got.len(), want.len(), "{name}: length");
+    let max = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (g, w)| m.max((g - w).abs()));
+    eprintln!("{name}: max abs diff vs Python onnxruntime {max:e}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= tol, "{name}[{i}]: {g} vs {w}");
     }
