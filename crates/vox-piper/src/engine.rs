@@ -77,6 +77,9 @@ impl SpeechSynthesizer for PiperVoice {
                 sink_error = Some(EngineError::Cancelled);
             } else if let Err(e) = out.write(audio) {
                 sink_error = Some(e);
+            } else if out.is_cancelled() {
+                // Checked again so a caller gone during this sentence does not pay for the next one.
+                sink_error = Some(EngineError::Cancelled);
             }
             match sink_error {
                 Some(_) => Err(PiperError::Inference("stopped by the caller".into())),
