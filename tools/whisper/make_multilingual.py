@@ -111,8 +111,9 @@ def make_tokenizer(sdist: Path) -> str:
     ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in text.splitlines() if line)}
     b2u = bytes_to_unicode()
     enc = lambda b: "".join(b2u[x] for x in b)  # noqa: E731
-    # Rank 50256 is the empty string in the tiktoken file; it gets a name no text can produce.
-    vocab = {(enc(tok) or f"<|unused{rank}|>"): rank for tok, rank in ranks.items()}
+    # Rank 50256 is the empty string, as in the transformers vocabularies (CTranslate2 takes an entry "" as the
+    # sign of a multilingual vocabulary).
+    vocab = {enc(tok): rank for tok, rank in ranks.items()}
     merges = []
     for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
         if len(tok) <= 1:
@@ -194,7 +195,7 @@ def make_model(out: Path) -> None:
     spec.validate()
     spec.optimize(quantization="float16")
     spec.save(str(out))
-    # faster-whisper does not need the vocabulary file when tokenizer.json is there; keep the fixture small.
+    # Rust reads tokenizer.json only; the vocabulary file is recreated for CTranslate2 in main().
     for name in ("vocabulary.json", "vocabulary.txt"):
         (out / name).unlink(missing_ok=True)
 
@@ -231,6 +232,12 @@ def main() -> None:
         model_dir = Path(tmp) / "model"
         shutil.copytree(out / "model", model_dir)
         (model_dir / "tokenizer.json").write_text(tok_json)
+        # CTranslate2 reads the special tokens' ids (and whether <|en|> exists) from the vocabulary file.
+        from tokenizers import Tokenizer
+
+        tk = Tokenizer.from_str(tok_json)
+        vocabulary = [tk.id_to_token(i) for i in range(tk.get_vocab_size())]
+        (model_dir / "vocabulary.json").write_text(json.dumps(vocabulary))
         model = WhisperModel(str(model_dir), device="cpu", compute_type="float32", cpu_threads=2)
         assert model.model.is_multilingual
         results = {}

@@ -40,6 +40,9 @@ pub struct SttArgs {
     /// Text to condition the first window on.
     #[arg(long)]
     initial_prompt: Option<String>,
+    /// Word-level timings from cross-attention (in verbose_json: `words`; segment bounds follow the words).
+    #[arg(long)]
+    word_timestamps: bool,
 }
 
 pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
@@ -106,6 +109,7 @@ pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
             Task::Transcribe
         },
         initial_prompt: args.initial_prompt.clone(),
+        word_timestamps: args.word_timestamps,
         ..Default::default()
     };
     if args.no_fallback {

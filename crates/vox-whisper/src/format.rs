@@ -51,14 +51,26 @@ pub fn render(t: &Transcription, format: ResponseFormat, task: &str) -> String {
     match format {
         ResponseFormat::Text => format!("{}\n", t.text()),
         ResponseFormat::Json => serde_json::json!({ "text": t.text() }).to_string(),
-        ResponseFormat::VerboseJson => serde_json::json!({
-            "task": task,
-            "language": t.language,
-            "duration": t.duration,
-            "text": t.text(),
-            "segments": t.segments,
-        })
-        .to_string(),
+        ResponseFormat::VerboseJson => {
+            let mut v = serde_json::json!({
+                "task": task,
+                "language": t.language,
+                "duration": t.duration,
+                "text": t.text(),
+                "segments": t.segments,
+            });
+            // OpenAI's verbose_json lists the words at the top level too (timestamp_granularities=["word"]).
+            if t.segments.iter().any(|s| s.words.is_some()) {
+                let words: Vec<serde_json::Value> = t
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.words.iter().flatten())
+                    .map(|w| serde_json::json!({ "word": w.word.trim(), "start": w.start, "end": w.end }))
+                    .collect();
+                v["words"] = serde_json::Value::Array(words);
+            }
+            v.to_string()
+        }
         ResponseFormat::Srt => t
             .segments
             .iter()
@@ -134,5 +146,25 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&render(&t(), ResponseFormat::VerboseJson, "transcribe")).unwrap();
         assert_eq!(v["segments"][1]["start"], 3661.25);
+        assert!(v.get("words").is_none() && v["segments"][0].get("words").is_none());
+    }
+
+    #[test]
+    fn verbose_json_lists_words() {
+        let mut t = t();
+        t.segments[0].words = Some(vec![crate::Word {
+            word: " Hello.".into(),
+            start: 0.1,
+            end: 0.9,
+            probability: 0.5,
+        }]);
+        t.segments[1].words = Some(vec![]);
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&t, ResponseFormat::VerboseJson, "transcribe")).unwrap();
+        assert_eq!(
+            v["words"],
+            serde_json::json!([{ "word": "Hello.", "start": 0.1, "end": 0.9 }])
+        );
+        assert_eq!(v["segments"][0]["words"][0]["probability"], 0.5);
     }
 }

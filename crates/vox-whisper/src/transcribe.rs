@@ -175,16 +175,20 @@ pub fn transcribe_features(
         match &opts.language {
             Some(l) => language = l.clone(),
             None => {
+                // faster-whisper detects on all frames (the padding frame too), decodes on the content frames:
+                // the two encodings are the same only when the audio fills the window.
                 let enc = model
                     .encoder
-                    .forward(&window(0, content_frames.min(WINDOW_FRAMES))?)?;
+                    .forward(&window(0, frames.min(WINDOW_FRAMES))?)?;
                 let (l, p) = detect_language(model, tok, &enc)?
                     .into_iter()
                     .next()
                     .unwrap_or(("en".into(), 0.0));
                 language = l;
                 language_probability = p;
-                first_encoding = Some(enc);
+                if frames > WINDOW_FRAMES {
+                    first_encoding = Some(enc);
+                }
             }
         }
     }
