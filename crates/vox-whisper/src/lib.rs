@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod rowmat;
 pub mod tokenizer;
 pub mod transcribe;
+pub mod vad;
 pub mod weights;
 pub mod words;
 
