@@ -3,7 +3,9 @@
 mod config;
 mod models;
 mod progress;
+mod serve;
 mod stt;
+mod tts;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ enum Command {
     Models(models::ModelsArgs),
     /// Transcribe an audio file with a Whisper model of the manifest (no server).
     Stt(stt::SttArgs),
+    /// Serve the HTTP API (provisions and loads the manifest's models first).
+    Serve(serve::ServeArgs),
+    /// Speak text into an audio file with a voice of the manifest (no server).
+    Tts(tts::TtsArgs),
     /// Print the effective settings and where each came from (secrets masked).
     Config {
         /// JSON instead of a table.
@@ -92,6 +98,18 @@ fn main() -> ExitCode {
                     .enable_all()
                     .build()?;
                 rt.block_on(stt::run(args, &settings))
+            }
+            Command::Serve(args) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(serve::run(args, &settings))
+            }
+            Command::Tts(args) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(tts::run(args, &settings))
             }
         }
     })();
