@@ -17,11 +17,12 @@ pub struct CausalConditionalCfm {
 
 /// `1 − cos(linspace(0, 1, n + 1) · π/2)` in f32, as the reference computes it.
 pub fn cosine_t_span(n: usize) -> Vec<f32> {
-    (0..=n)
+    let steps = n + 1;
+    (0..steps)
         .map(|i| {
             // torch.linspace fills the first half from the start and the second half from the end.
             let step = 1f32 / n as f32;
-            let lin = if i < (n + 1) / 2 {
+            let lin = if i < steps / 2 {
                 i as f32 * step
             } else {
                 1f32 - (n - i) as f32 * step

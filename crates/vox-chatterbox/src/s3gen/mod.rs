@@ -164,3 +164,39 @@ pub fn apply_trim_fade(wav: &mut [f32]) {
         *s *= f;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trim_fade_silences_then_rises_to_one() {
+        let f = trim_fade();
+        assert_eq!(f.len(), 960);
+        assert!(f[..480].iter().all(|&v| v == 0.0));
+        assert!(f[480].abs() < 1e-6 && (f[959] - 1.0).abs() < 1e-6);
+        assert!(f[480..].windows(2).all(|w| w[1] >= w[0]));
+        // Raised cosine: symmetric about its midpoint.
+        assert!((f[480 + 100] + f[959 - 100] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn seeded_noise_is_reproducible_and_standard_normal() {
+        let a = SeededNoise::new(3).flow_noise(80, 500).unwrap();
+        let b = SeededNoise::new(3).flow_noise(80, 500).unwrap();
+        assert_eq!(a, b);
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = a
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.03,
+            "mean {mean} var {var}"
+        );
+        let phase = SeededNoise::new(3).sine_phase(9).unwrap();
+        assert!(phase.iter().all(|p| p.abs() <= std::f32::consts::PI));
+    }
+}

@@ -99,3 +99,61 @@ pub fn reflect_pad(x: &Tensor, p: usize) -> Result<Tensor> {
     let idx = Tensor::from_vec(idx, len + 2 * p, x.device())?;
     x.index_select(&idx, D::Minus1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as f32 * 0.37).sin() + 0.5 * (i as f32 * 1.91).cos()) * 0.3)
+            .collect()
+    }
+
+    #[test]
+    fn forward_is_the_windowed_dft_of_reflect_padded_frames() {
+        let dev = Device::Cpu;
+        let x = signal(64);
+        let stft = Stft::new(16, 4, &dev).unwrap();
+        let spec = stft
+            .forward(&Tensor::from_vec(x.clone(), (1, 64), &dev).unwrap())
+            .unwrap();
+        assert_eq!(spec.dims(), &[1, 18, 17]);
+        let spec: Vec<Vec<f32>> = spec.squeeze(0).unwrap().to_vec2().unwrap();
+        // Frame 0 is centred on sample 0: samples −8..8 with reflection x[−i] = x[i].
+        let w = hann_periodic(16);
+        for k in 0..9 {
+            let (mut re, mut im) = (0f64, 0f64);
+            for n in 0..16 {
+                let s = x[(n as i64 - 8).unsigned_abs() as usize] as f64 * w[n] as f64;
+                let a = -2.0 * std::f64::consts::PI * (k * n) as f64 / 16.0;
+                re += s * a.cos();
+                im += s * a.sin();
+            }
+            assert!((spec[k][0] as f64 - re).abs() < 1e-5, "re bin {k}");
+            assert!((spec[9 + k][0] as f64 - im).abs() < 1e-5, "im bin {k}");
+        }
+    }
+
+    #[test]
+    fn inverse_reconstructs_the_signal() {
+        let dev = Device::Cpu;
+        let x = signal(400);
+        let stft = Stft::new(16, 4, &dev).unwrap();
+        let xt = Tensor::from_vec(x.clone(), (1, 400), &dev).unwrap();
+        let y: Vec<f32> = stft
+            .inverse(&stft.forward(&xt).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(y.len(), 400);
+        let err = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-5, "max reconstruction error {err}");
+    }
+}
