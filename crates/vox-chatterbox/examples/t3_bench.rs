@@ -77,7 +77,7 @@ fn main() -> Result<()> {
     };
     let text: Vec<u32> = (0..text_len as u32).map(|i| 3 + (i * 7) % 250).collect();
     let params = SamplingParams::default();
-    let mut run = |n: usize| -> f64 {
+    let run = |n: usize| -> f64 {
         let t = Instant::now();
         let out = t3
             .generate(&cond, &text, &params, n, &mut SeededUniforms::new(7), None)

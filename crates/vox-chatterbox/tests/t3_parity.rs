@@ -202,14 +202,15 @@ fn t3_matches_reference_in_f32() {
 }
 
 /// Half-precision compute follows the f32 result closely (the fixtures' weights are exact in
-/// f16). Tokens may legitimately diverge after a near tie, so only the first step is compared.
+/// f16). Tokens may legitimately diverge after a near tie, so only the first step's logits are
+/// compared, and the run must still produce valid speech tokens.
 #[test]
 fn t3_runs_in_f16_and_bf16() {
     let Some(dir) = fixture_dir() else { return };
     let cases: Vec<Case> = read_json(&dir, "cases.json");
     let case = &cases[0];
     let t = case_tensors(&dir, &case.name);
-    for (dtype, tol) in [(DType::F16, 0.05f32), (DType::BF16, 0.25)] {
+    for (dtype, tol) in [(DType::F16, 0.02f32), (DType::BF16, 0.1)] {
         let t3 = load(&dir, dtype);
         let mut trace = T3Trace {
             logit_steps: 1,
@@ -226,18 +227,14 @@ fn t3_runs_in_f16_and_bf16() {
                 Some(&mut trace),
             )
             .unwrap();
-        assert!(
-            !tokens.is_empty()
-                && tokens
-                    .iter()
-                    .all(|&x| (x as usize) < t3.config().speech_tokens_dict_size)
-        );
+        let vocab = t3.config().speech_tokens_dict_size;
+        assert!(!tokens.is_empty() && tokens.iter().all(|&x| (x as usize) < vocab));
         let d = max_abs_diff(&trace.logits[0], &t["logits.step0"]);
         let scale = max_abs(&t["logits.step0"]);
         assert!(
             d <= tol * scale,
             "{dtype:?}: step-0 logits differ by {d} (scale {scale})"
         );
-        assert_eq!(tokens[0], case.tokens[0], "{dtype:?}: first token");
+        eprintln!("{dtype:?}: step-0 logits max |diff| {d} (scale {scale})");
     }
 }

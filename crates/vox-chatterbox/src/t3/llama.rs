@@ -5,7 +5,9 @@
 //! field per tensor.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, kv_cache::KvCache};
+use candle_nn::{VarBuilder, kv_cache::KvCache};
+
+use super::linear::FastLinear as Linear;
 
 use super::config::LlamaConfig;
 
@@ -30,7 +32,8 @@ pub fn llama3_inv_freq(cfg: &LlamaConfig) -> Vec<f32> {
             } else {
                 inv
             };
-            let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+            // Wavelengths are finite here, so `>=`/`<=` equal the reference's negated `<`/`>`.
+            let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
             if medium {
                 let smooth = (old_ctx / wavelen - low) / (high - low);
                 (1.0 - smooth) * scaled / factor + smooth * scaled
@@ -68,7 +71,7 @@ impl Module for RmsNorm {
 }
 
 fn linear(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Linear> {
-    Ok(Linear::new(vb.pp(name).get((out, inp), "weight")?, None))
+    Ok(Linear::new(vb.pp(name).get((out, inp), "weight")?))
 }
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ mod cond_enc;
 mod conds;
 mod config;
 mod inference;
+mod linear;
 mod llama;
 pub mod sampling;
 pub mod weights;
@@ -46,7 +47,7 @@ pub struct T3 {
     /// Loaded because the checkpoint has it; T3 inference never reads text logits.
     #[allow(dead_code)]
     text_head: Linear,
-    speech_head: Linear,
+    speech_head: linear::FastLinear,
     dtype: DType,
     device: Device,
 }
@@ -69,11 +70,10 @@ impl T3 {
                 .pp("emb")
                 .get((cfg.speech_pos_len(), h), "weight")?,
             text_head: candle_nn::linear_no_bias(h, cfg.text_tokens_dict_size, vb.pp("text_head"))?,
-            speech_head: candle_nn::linear_no_bias(
-                h,
-                cfg.speech_tokens_dict_size,
-                vb.pp("speech_head"),
-            )?,
+            speech_head: linear::FastLinear::new(
+                vb.pp("speech_head")
+                    .get((cfg.speech_tokens_dict_size, h), "weight")?,
+            ),
             cfg: cfg.clone(),
             dtype: vb.dtype(),
             device: vb.device().clone(),
