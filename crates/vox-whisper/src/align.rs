@@ -13,6 +13,9 @@ use candle_core::{DType, Result, Tensor};
 use crate::model::Whisper;
 use crate::tokenizer::Specials;
 
+/// The median filter's width (faster-whisper's `find_alignment` default, which it always uses).
+const MEDIAN_FILTER_WIDTH: usize = 7;
+
 /// What [`align`] returns for one sequence.
 #[derive(Debug, Clone, Default)]
 pub struct Alignment {
@@ -38,7 +41,6 @@ pub fn align(
     text_tokens: &[u32],
     num_frames: usize,
     heads: &[(usize, usize)],
-    median_filter_width: usize,
 ) -> Result<Alignment> {
     if text_tokens.is_empty() {
         return Ok(Alignment::default());
@@ -93,7 +95,7 @@ pub fn align(
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()?;
         let mut m = head_matrix(w, frames);
-        median_filter(&mut m, t, frames, median_filter_width);
+        median_filter(&mut m, t, frames, MEDIAN_FILTER_WIDTH);
         for (acc, v) in mean.iter_mut().zip(&m) {
             *acc += v;
         }
@@ -148,12 +150,12 @@ pub fn median_filter(m: &mut [f32], rows: usize, depth: usize, width: usize) {
     for r in 0..rows {
         let row = &mut m[r * depth..(r + 1) * depth];
         for (j, o) in out.iter_mut().enumerate() {
-            for k in 0..width {
+            for (k, slot) in window.iter_mut().enumerate() {
                 let mut read = (j as isize + k as isize - rank as isize).unsigned_abs();
                 if read >= depth {
                     read = 2 * depth - read - 2;
                 }
-                window[k] = row[read];
+                *slot = row[read];
             }
             window.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
             *o = window[rank];
@@ -185,9 +187,7 @@ pub fn negative_dtw(x: &[f32], n: usize, m: usize) -> Vec<(usize, usize)> {
             trace[i * w + j] = t;
         }
     }
-    for k in 0..=m {
-        trace[k] = 2;
-    }
+    trace[..=m].iter_mut().for_each(|t| *t = 2);
     for k in 0..=n {
         trace[k * w] = 1;
     }
@@ -222,9 +222,10 @@ mod tests {
 
     #[test]
     fn dtw_follows_the_high_values() {
-        // Two tokens over four frames: token 0 owns frames 0-1, token 1 frames 2-3.
+        // Two tokens over four frames: token 0 owns frames 0-1, token 1 frames 2-3. CTranslate2's tie rule
+        // (equal costs go left) steps down at frame 1 before moving on, as src/dtw.cc does on this input.
         let x = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0];
         let path = negative_dtw(&x, 2, 4);
-        assert_eq!(path, vec![(0, 0), (0, 1), (1, 2), (1, 3)]);
+        assert_eq!(path, vec![(0, 0), (0, 1), (1, 1), (1, 2), (1, 3)]);
     }
 }

@@ -25,8 +25,6 @@ const SENTENCE_END_MARKS: &str = ".。!！?？";
 /// Encoder positions per second (100 mel frames per second, convolution stride 2).
 const TOKENS_PER_SECOND: f64 = 50.0;
 const FRAMES_PER_SECOND: f64 = 100.0;
-/// faster-whisper's `find_alignment` default.
-const MEDIAN_FILTER_WIDTH: usize = 7;
 
 /// One word of a segment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -187,7 +185,6 @@ pub fn find_alignment(
         text_tokens,
         num_frames,
         ctx.alignment_heads,
-        MEDIAN_FILTER_WIDTH,
     )?;
     let mut with_eot = text_tokens.to_vec();
     with_eot.push(tok.specials.eot);
