@@ -59,6 +59,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // Inference frees and reallocates tens of MB per layer; keep those blocks instead of remapping them.
+    vox_whisper::cpu_ops::keep_freed_memory();
     let mut flags = FlagOverrides {
         config: cli.config.clone(),
         values: Vec::new(),

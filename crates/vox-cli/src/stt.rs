@@ -43,6 +43,9 @@ pub struct SttArgs {
     /// Word-level timings from cross-attention (in verbose_json: `words`; segment bounds follow the words).
     #[arg(long)]
     word_timestamps: bool,
+    /// auto (int8 decoder weights on CPU), float32, or int8.
+    #[arg(long, default_value = "auto")]
+    compute: String,
 }
 
 pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
@@ -93,12 +96,9 @@ pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
     let samples =
         vox_audio::load_for_whisper(&bytes, hint.as_deref(), &vox_audio::Limits::default())
             .with_context(|| format!("{}", args.file.display()))?;
+    let compute: vox_whisper::Compute = args.compute.parse()?;
     let t0 = Instant::now();
-    let pipeline = WhisperPipeline::load(
-        &snapshot.dir,
-        &candle_core::Device::Cpu,
-        candle_core::DType::F32,
-    )?;
+    let pipeline = WhisperPipeline::load_with(&snapshot.dir, &candle_core::Device::Cpu, compute)?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut opts = TranscribeOptions {
         beam_size: args.beam_size,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use vox_engine::{
     EngineError, Transcriber, TranscriberInfo, Transcript, TranscriptSegment, TranscriptWord,
     TranscriptionRequest,
@@ -17,18 +17,12 @@ pub struct WhisperEngine {
 }
 
 impl WhisperEngine {
-    /// Loads the model in `dir` (a snapshot folder) on the GPU when this build has CUDA and one is present,
-    /// else on the CPU.
+    /// Loads the model in `dir` (a snapshot folder) on the GPU when this build has CUDA and one is present
+    /// (float16), else on the CPU (int8 decoder weights: see [`crate::Compute::Auto`]).
     pub fn load(dir: &Path) -> Result<Self, WhisperError> {
         let device = Device::cuda_if_available(0)?;
-        // f16 halves memory and doubles speed on a GPU; the CPU kernels are fastest (and exact) in f32.
-        let dtype = if device.is_cuda() {
-            DType::F16
-        } else {
-            DType::F32
-        };
         Ok(WhisperEngine {
-            pipeline: WhisperPipeline::load(dir, &device, dtype)?,
+            pipeline: WhisperPipeline::load_with(dir, &device, crate::Compute::Auto)?,
         })
     }
 

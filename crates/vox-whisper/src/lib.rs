@@ -23,7 +23,7 @@ pub mod words;
 
 pub use decode::{GenerateOptions, Generation};
 pub use model::{Config, Whisper};
-pub use pipeline::WhisperPipeline;
+pub use pipeline::{Compute, WhisperPipeline};
 pub use tokenizer::WhisperTokenizer;
 pub use transcribe::{Segment, Task, TranscribeOptions, Transcription};
 pub use words::Word;

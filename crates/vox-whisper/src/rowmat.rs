@@ -325,8 +325,8 @@ mod kernel {
                     for g in 0..G {
                         // i0 + g < i0 + G and c + 8 <= k: within `x`.
                         let xv = _mm256_loadu_ps(x.as_ptr().add((i0 + g) * k + c));
-                        for r in 0..R {
-                            acc[r][g] = _mm256_fmadd_ps(xv, wv[r], acc[r][g]);
+                        for (a, wr) in acc.iter_mut().zip(&wv) {
+                            a[g] = _mm256_fmadd_ps(xv, *wr, a[g]);
                         }
                     }
                     c += 8;
