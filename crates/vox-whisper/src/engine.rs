@@ -111,7 +111,7 @@ impl Transcriber for WhisperEngine {
         let opts = self.options(req)?;
         let t = self
             .pipeline
-            .transcribe(&req.samples, &opts)
+            .transcribe_until(&req.samples, &opts, cancelled)
             .map_err(failed)?;
         Ok(to_transcript(t))
     }
@@ -120,6 +120,7 @@ impl Transcriber for WhisperEngine {
 fn failed(e: WhisperError) -> EngineError {
     match e {
         WhisperError::BadInput(m) => EngineError::InvalidRequest(m),
+        WhisperError::Cancelled => EngineError::Cancelled,
         other => EngineError::Failed(other.to_string()),
     }
 }

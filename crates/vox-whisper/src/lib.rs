@@ -41,6 +41,8 @@ pub enum WhisperError {
     Candle(#[from] candle_core::Error),
     #[error("audio: {0}")]
     Audio(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Whisper's language codes, in token order (`<|en|>` = 50259 on multilingual vocabularies).

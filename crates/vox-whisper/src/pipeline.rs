@@ -7,7 +7,7 @@ use candle_core::{DType, Device};
 use crate::WhisperError;
 use crate::model::Whisper;
 use crate::tokenizer::WhisperTokenizer;
-use crate::transcribe::{TranscribeOptions, Transcription, transcribe_features};
+use crate::transcribe::{TranscribeOptions, Transcription, transcribe_features_until};
 use crate::weights::open_weights;
 
 /// faster-whisper pads the waveform with this many zero samples before computing features.
@@ -46,12 +46,22 @@ impl WhisperPipeline {
         samples: &[f32],
         opts: &TranscribeOptions,
     ) -> Result<Transcription, WhisperError> {
+        self.transcribe_until(samples, opts, &|| false)
+    }
+
+    /// [`Self::transcribe`], stopping with [`WhisperError::Cancelled`] at the next window once `stop()` is true.
+    pub fn transcribe_until(
+        &self,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Transcription, WhisperError> {
         if samples.is_empty() {
             return Err(WhisperError::BadInput("the audio is empty".into()));
         }
         let (mel, frames) =
             vox_audio::log_mel_spectrogram(samples, self.model.config.n_mels, FEATURE_PADDING);
-        transcribe_features(&self.model, &self.tokenizer, &mel, frames, opts)
+        transcribe_features_until(&self.model, &self.tokenizer, &mel, frames, opts, stop)
     }
 }
 

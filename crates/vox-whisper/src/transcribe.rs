@@ -151,6 +151,19 @@ pub fn transcribe_features(
     frames: usize,
     opts: &TranscribeOptions,
 ) -> Result<Transcription, WhisperError> {
+    transcribe_features_until(model, tok, mel, frames, opts, &|| false)
+}
+
+/// [`transcribe_features`], giving up with [`WhisperError::Cancelled`] at the next 30 s window once `stop()`
+/// says so (a server's client went away).
+pub fn transcribe_features_until(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    mel: &[f32],
+    frames: usize,
+    opts: &TranscribeOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<Transcription, WhisperError> {
     let n_mels = model.config.n_mels;
     let content_frames = frames.saturating_sub(1);
     let duration = content_frames as f64 * TIME_PER_FRAME;
@@ -215,6 +228,9 @@ pub fn transcribe_features(
     let mut last_speech_timestamp = 0.0;
     let max_length = model.config.max_target_positions;
     while seek < content_frames {
+        if stop() {
+            return Err(WhisperError::Cancelled);
+        }
         let time_offset = seek as f64 * TIME_PER_FRAME;
         let segment_size = WINDOW_FRAMES.min(content_frames - seek);
         let segment_duration = segment_size as f64 * TIME_PER_FRAME;

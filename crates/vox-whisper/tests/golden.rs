@@ -249,3 +249,30 @@ fn beam5_wer_check(f: &Fixture, p: &WhisperPipeline, label: &str) {
         "vox {label} WER {a:.2} % vs faster-whisper {b:.2} %"
     );
 }
+
+/// A server's cancelled request stops at the next 30 s window instead of transcribing the rest.
+#[test]
+fn a_stop_request_ends_the_transcription_at_the_next_window() {
+    let Some(f) = fixture() else { return };
+    let p = pipeline(f);
+    let opts = TranscribeOptions {
+        language: Some("en".into()),
+        beam_size: 1,
+        ..Default::default()
+    };
+    let checks = std::sync::atomic::AtomicUsize::new(0);
+    // long70 spans three windows: let the first run, then ask to stop.
+    let r = p.transcribe_until(&samples(f, "long70"), &opts, &|| {
+        checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    assert!(
+        matches!(r, Err(vox_whisper::WhisperError::Cancelled)),
+        "expected Cancelled, got {:?}",
+        r.map(|t| t.text())
+    );
+    assert_eq!(
+        checks.into_inner(),
+        2,
+        "one window ran, the second was not started"
+    );
+}
