@@ -17,6 +17,7 @@
 pub mod chunk;
 mod queue;
 mod service;
+pub mod subtitles;
 mod types;
 
 pub use queue::{CancelToken, EngineQueue, QueueConfig, QueueStats, Running};

@@ -35,17 +35,6 @@ impl ResponseFormat {
     }
 }
 
-fn stamp(t: f64, sep: char) -> String {
-    let ms = (t.max(0.0) * 1000.0).round() as u64;
-    format!(
-        "{:02}:{:02}:{:02}{sep}{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
-}
-
 /// Renders `t` in `format`.
 pub fn render(t: &Transcription, format: ResponseFormat, task: &str) -> String {
     match format {
@@ -71,31 +60,11 @@ pub fn render(t: &Transcription, format: ResponseFormat, task: &str) -> String {
             }
             v.to_string()
         }
-        ResponseFormat::Srt => t
-            .segments
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                format!(
-                    "{}\n{} --> {}\n{}\n\n",
-                    i + 1,
-                    stamp(s.start, ','),
-                    stamp(s.end, ','),
-                    s.text.trim()
-                )
-            })
-            .collect(),
+        ResponseFormat::Srt => {
+            vox_engine::subtitles::srt(t.segments.iter().map(|s| (s.start, s.end, s.text.as_str())))
+        }
         ResponseFormat::Vtt => {
-            let mut out = String::from("WEBVTT\n\n");
-            for s in &t.segments {
-                out.push_str(&format!(
-                    "{} --> {}\n{}\n\n",
-                    stamp(s.start, '.'),
-                    stamp(s.end, '.'),
-                    s.text.trim()
-                ));
-            }
-            out
+            vox_engine::subtitles::vtt(t.segments.iter().map(|s| (s.start, s.end, s.text.as_str())))
         }
     }
 }
