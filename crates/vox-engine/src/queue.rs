@@ -246,12 +246,15 @@ impl EngineQueue {
 fn worker(rx: Receiver<Job>, shared: Arc<Shared>) {
     while let Ok(job) = rx.recv() {
         shared.queued.fetch_sub(1, Ordering::AcqRel);
+        // Count the job as running before its caller hears it started, so `stats()` never shows a started job
+        // as neither queued nor running.
+        shared.running.fetch_add(1, Ordering::AcqRel);
         // A caller that gave up (deadline or disconnect) has dropped its receiver: skip the job.
         if job.cancel.is_cancelled() || job.started.send(()).is_err() {
+            shared.running.fetch_sub(1, Ordering::AcqRel);
             shared.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        shared.running.fetch_add(1, Ordering::AcqRel);
         let t0 = Instant::now();
         let cancel = job.cancel;
         let work = job.work;

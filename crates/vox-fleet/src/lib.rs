@@ -2,18 +2,23 @@
 //! client ([`VastClient`]: show/list/start/stop/create/search/destroy with bounded retries on rate limits
 //! and server errors), the [`Provider`] trait with its Vast.ai implementation, and the instance
 //! lifecycle as a pure state machine ([`lifecycle::step`]) that decides when to start, poll, health-check,
-//! fall back and stop. It does no HTTP to the speech server itself, keeps no job queue and stores no
-//! records; the worker drives the state machine and owns those. Tests run the client against the
-//! `vastsim` simulator; production code only ever sees a base URL.
+//! fall back and stop. It keeps no job queue. It defines the contracts for shared leases and cost records
+//! ([`ledger`]); `vox-jobs` stores them in its database. Tests run the client against the `vastsim`
+//! simulator; production code only ever sees a base URL.
 
 mod client;
 mod error;
+pub mod ledger;
 pub mod lifecycle;
 mod provider;
 mod types;
 
 pub use client::{RetryPolicy, VAST_BASE_URL, VastClient};
 pub use error::{ProviderError, VastError};
+pub use ledger::{
+    CostLedger, Hold, InstanceInterval, InstancePhase, JobCost, Lease, LeaseStore, LedgerError,
+    MemoryLedger,
+};
 pub use lifecycle::{
     Action, LifecycleEvent, LifecyclePolicy, LifecycleState, Observation, StopReason,
 };
