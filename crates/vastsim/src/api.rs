@@ -68,6 +68,7 @@ async fn log(State(s): St, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
+    s.reconcile_processes();
     s.log
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -118,11 +119,28 @@ async fn auth(State(s): St, req: Request, next: Next) -> Response {
         q.split('&')
             .any(|kv| kv.strip_prefix("api_key=").is_some_and(|k| k == key))
     });
-    if bearer_ok || query_ok {
+    // The per-instance key (`CONTAINER_API_KEY`) may show, start, stop and destroy its own instance only.
+    let own_instance = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| {
+            let path = req.uri().path().trim_end_matches('/');
+            path.strip_prefix("/api/v0/instances/")
+                .and_then(|id| id.parse::<u64>().ok())
+                .is_some_and(|id| k.trim() == instance_key(id))
+        });
+    if bearer_ok || query_ok || own_instance {
         next.run(req).await
     } else {
         error(StatusCode::UNAUTHORIZED, "auth_error", "Invalid user key")
     }
+}
+
+/// The per-instance API key create returns (and the container gets as `CONTAINER_API_KEY`).
+pub(crate) fn instance_key(id: u64) -> String {
+    format!("inst-key-{id}")
 }
 
 fn parse_id(raw: &str) -> Result<u64, Response> {
@@ -319,6 +337,11 @@ async fn destroy(State(s): St, Path(raw): Path<String>) -> Response {
         Some(mut inst) => {
             inst.accrue(now);
             w.destroyed.insert(id, inst.billing);
+            drop(w);
+            s.reconcile_processes();
+            if let Some(cfg) = &s.cfg.onstart {
+                let _ = std::fs::remove_dir_all(crate::onstart::instance_dir(cfg, id));
+            }
             reply(StatusCode::OK, json!({"success": true}))
         }
         None => no_such_instance(id),
@@ -408,7 +431,7 @@ async fn create(State(s): St, Path(raw): Path<String>, body: Bytes) -> Response 
     );
     reply(
         StatusCode::OK,
-        json!({"success": available, "new_contract": id, "instance_api_key": format!("inst-key-{id}")}),
+        json!({"success": available, "new_contract": id, "instance_api_key": instance_key(id)}),
     )
 }
 

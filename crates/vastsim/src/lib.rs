@@ -3,8 +3,9 @@
 //! destroy, search offers, create from an offer, users/current). It simulates instance lifecycles with
 //! configurable delays, ports that appear one poll after `running`, starts that queue with
 //! `resources_unavailable`, per-second billing, and injected faults (429 with or without `Retry-After`,
-//! 5xx). It does not run containers (the `onstart` command is stored, not executed), does not
-//! implement volumes, templates, logs or bulk calls, and is for tests only: production code never
+//! 5xx). It does not run containers; with [`SimConfig::onstart`] it runs each instance's `onstart` on this
+//! machine while the instance runs (emulating the port mapping, see [`OnstartConfig`]), otherwise it only
+//! stores it. It does not implement volumes, templates, logs or bulk calls, and is for tests only: production code never
 //! names it, tests just point a client's base URL at [`VastSim::url`].
 
 // The instance row is one large `json!` literal.
@@ -12,6 +13,7 @@
 
 mod api;
 mod model;
+mod onstart;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use serde::Serialize;
 use tokio::task::AbortHandle;
 
 pub use model::{Billing, PUBLIC_IP};
+pub use onstart::OnstartConfig;
 
 /// One rentable offer (an "ask") in the simulated market.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +92,9 @@ pub struct SimConfig {
     /// When true the clock only moves through [`VastSim::advance`] (deterministic tests).
     pub manual_clock: bool,
     pub offers: Vec<OfferSpec>,
+    /// Run each instance's `onstart` on this machine while it runs (see [`OnstartConfig`]); `None`: stored
+    /// only.
+    pub onstart: Option<OnstartConfig>,
 }
 
 impl Default for SimConfig {
@@ -101,6 +107,7 @@ impl Default for SimConfig {
             stop_delay: Duration::ZERO,
             manual_clock: true,
             offers: OfferSpec::sample_catalog(),
+            onstart: None,
         }
     }
 }
@@ -158,7 +165,17 @@ pub(crate) struct Shared {
     world: Mutex<model::World>,
     faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
+    procs: Mutex<onstart::Procs>,
     url: String,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.procs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kill_all();
+    }
 }
 
 impl Shared {
@@ -172,6 +189,18 @@ impl Shared {
             loading: self.cfg.loading_delay,
             stop: self.cfg.stop_delay,
         }
+    }
+
+    /// Starts and ends `onstart` processes to match the instances' states.
+    fn reconcile_processes(&self) {
+        let Some(cfg) = &self.cfg.onstart else {
+            return;
+        };
+        let w = self.world();
+        self.procs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reconcile(cfg, w.instances.values());
     }
 
     fn epoch_now(&self) -> f64 {
@@ -219,6 +248,7 @@ impl VastSim {
             cfg,
             faults: Mutex::default(),
             log: Mutex::default(),
+            procs: Mutex::default(),
             url,
         });
         let app = api::router(shared.clone());
@@ -316,8 +346,41 @@ impl VastSim {
             .clone()
     }
 
-    /// Stops serving (also happens when the last clone is dropped).
+    /// Stops serving (also happens when the last clone is dropped) and ends the onstart processes.
     pub fn shutdown(&self) {
         self.server.0.abort();
+        self.shared
+            .procs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kill_all();
+    }
+
+    /// The simulator clock as Unix time (follows [`VastSim::advance`] on a manual clock).
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs_f64(self.shared.epoch_now())
+    }
+
+    /// Marks instance `id` destroyed as if by someone else (console, host failure); `false` if unknown.
+    pub fn destroy(&self, id: u64) -> bool {
+        let now = self.shared.clock.now();
+        let mut w = self.shared.world();
+        let Some(mut inst) = w.instances.remove(&id) else {
+            return false;
+        };
+        inst.accrue(now);
+        w.destroyed.insert(id, inst.billing);
+        drop(w);
+        self.shared.reconcile_processes();
+        true
+    }
+
+    /// The directory playing instance `id`'s disk when onstart runs (see [`OnstartConfig`]).
+    pub fn instance_dir(&self, id: u64) -> Option<std::path::PathBuf> {
+        self.shared
+            .cfg
+            .onstart
+            .as_ref()
+            .map(|c| onstart::instance_dir(c, id))
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use vastsim::{OfferSpec, SimConfig, VastSim};
+use vastsim::{OfferSpec, OnstartConfig, SimConfig, VastSim};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A Vast.ai REST API simulator (tests only)")]
@@ -26,6 +26,13 @@ struct Args {
     /// Seconds from a stop request until the container reports `exited`.
     #[arg(long, default_value_t = 1.0)]
     stop_secs: f64,
+    /// Run each instance's `onstart` on this machine with this `vox` binary first on its PATH (off by
+    /// default: onstart is stored only).
+    #[arg(long)]
+    vox_bin: Option<std::path::PathBuf>,
+    /// Directory for the instances' disks when onstart runs (default: a `vastsim` dir under the temp dir).
+    #[arg(long)]
+    workdir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -42,6 +49,13 @@ async fn main() -> anyhow::Result<()> {
         stop_delay: Duration::from_secs_f64(args.stop_secs),
         manual_clock: false,
         offers: OfferSpec::sample_catalog(),
+        onstart: args.vox_bin.map(|bin| OnstartConfig {
+            vox_bin: Some(bin),
+            ..OnstartConfig::new(
+                args.workdir
+                    .unwrap_or_else(|| std::env::temp_dir().join("vastsim")),
+            )
+        }),
     };
     let sim = VastSim::start_at(cfg, args.bind).await?;
     let mut out = std::io::stdout().lock();

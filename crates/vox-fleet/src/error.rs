@@ -85,4 +85,7 @@ pub enum ProviderError {
 
     #[error("instance {id} is gone; acquire a new one")]
     Gone { id: u64 },
+
+    #[error("local vox serve: {reason}")]
+    Local { reason: String },
 }

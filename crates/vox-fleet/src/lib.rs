@@ -8,13 +8,18 @@
 
 mod client;
 mod error;
+mod fleet;
+mod idle_policy;
 pub mod ledger;
 pub mod lifecycle;
+mod local;
 mod provider;
 mod types;
 
 pub use client::{RetryPolicy, VAST_BASE_URL, VastClient};
 pub use error::{ProviderError, VastError};
+pub use fleet::{Clock, Fleet, FleetConfig, FleetError, InstanceGuard, SystemClock};
+pub use idle_policy::{IdleInputs, IdlePolicy};
 pub use ledger::{
     CostLedger, Hold, InstanceInterval, InstancePhase, JobCost, Lease, LeaseStore, LedgerError,
     MemoryLedger,
@@ -22,7 +27,10 @@ pub use ledger::{
 pub use lifecycle::{
     Action, LifecycleEvent, LifecyclePolicy, LifecycleState, Observation, StopReason,
 };
-pub use provider::{Provider, VastProvider, VastRole};
+pub use local::{LOCAL_ID, LocalConfig, LocalProvider};
+pub use provider::{
+    InstanceInfo, Provider, SERVER_KEY_ENV, VastProvider, VastRole, new_server_key,
+};
 pub use types::{
     ActualStatus, CreateInstance, Created, Endpoint, Instance, Offer, OfferQuery, Op, PortBinding,
     StartOutcome,

@@ -1,16 +1,47 @@
-//! Where instances come from. A [`Provider`] finds or creates one instance per worker role, starts and
-//! stops it, and reports its status and server endpoint; the lifecycle state machine decides when.
+//! Where instances come from. A [`Provider`] lists the instances a worker may use, creates new ones, starts and
+//! stops them, and reports their status, server endpoint, server key and prices; the [`crate::Fleet`] (through
+//! the lifecycle state machine) decides when.
 
 use std::future::Future;
+
+use rand::Rng as _;
 
 use crate::types::{CreateInstance, Endpoint, Instance, OfferQuery, StartOutcome};
 use crate::{Observation, ProviderError, VastClient};
 
-/// A source of GPU instances. Implementations: [`VastProvider`]. (A `local` provider that runs
-/// `vox serve` as a child process is not written yet.)
-pub trait Provider {
-    /// The id of this role's instance: an existing one (found by label) or a newly created one.
-    fn acquire(&self) -> impl Future<Output = Result<u64, ProviderError>> + Send;
+/// What a worker needs to know about one instance besides its state: how to authenticate to its server
+/// and what it costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceInfo {
+    /// The server's own API key (`VOX_API_KEY` of its `vox serve`), sent as a Bearer token.
+    pub api_key: Option<String>,
+    /// $/h for compute while running.
+    pub gpu_dph: f64,
+    /// $/h for the disk, running or stopped.
+    pub storage_dph: f64,
+}
+
+/// A source of GPU instances. Implementations: [`VastProvider`] and [`crate::LocalProvider`].
+pub trait Provider: Send + Sync + 'static {
+    /// Short name used in instance keys `"<kind>/<id>"` (`"vast"`, `"local"`).
+    fn kind(&self) -> &str;
+
+    /// Existing instances this worker may use, in order of preference (may be empty).
+    fn candidates(&self) -> impl Future<Output = Result<Vec<u64>, ProviderError>> + Send;
+
+    /// Creates a new instance, avoiding the hosts of the instances in `avoid` (their GPUs were taken).
+    fn create(&self, avoid: &[u64]) -> impl Future<Output = Result<u64, ProviderError>> + Send;
+
+    /// The first candidate, or a new instance when there is none.
+    fn acquire(&self) -> impl Future<Output = Result<u64, ProviderError>> + Send {
+        async {
+            match self.candidates().await?.first() {
+                Some(&id) => Ok(id),
+                None => self.create(&[]).await,
+            }
+        }
+    }
+
     fn start(&self, id: u64) -> impl Future<Output = Result<StartOutcome, ProviderError>> + Send;
     fn stop(&self, id: u64) -> impl Future<Output = Result<(), ProviderError>> + Send;
     /// The instance as the provider sees it now; [`ProviderError::Gone`] if it no longer exists.
@@ -20,17 +51,32 @@ pub trait Provider {
         &self,
         id: u64,
     ) -> impl Future<Output = Result<Option<Endpoint>, ProviderError>> + Send;
+    /// Server key and prices.
+    fn info(&self, id: u64) -> impl Future<Output = Result<InstanceInfo, ProviderError>> + Send;
 }
 
 /// What a Vast-backed worker rents: the offer search and what to run on the instance.
 #[derive(Debug, Clone)]
 pub struct VastRole {
-    /// Unique label: how the worker finds its instance again after a restart.
+    /// Unique label: how the worker finds its instances again after a restart.
     pub label: String,
+    /// Instances to try first, in order (e.g. rented by hand); labelled ones follow.
+    pub instances: Vec<u64>,
     pub offers: OfferQuery,
+    /// What a new instance runs. Unless `env` already has `VOX_API_KEY`, each new instance gets a fresh
+    /// random one (read back from its `extra_env`), so a key leaked from one host opens nothing else.
     pub create: CreateInstance,
     /// Container port the speech server listens on.
     pub server_port: u16,
+}
+
+impl VastRole {
+    /// An `onstart` for a vox image: fill the volume (`vox models pull`), then serve on `VOX_BIND`
+    /// (`0.0.0.0:<server_port>`, set in the env by [`VastProvider::new`]), logging to `/var/log/vox.log`.
+    /// Vast runs it at every container start; it returns at once, the server runs in the background.
+    pub fn vox_onstart() -> String {
+        "nohup sh -c 'vox models pull && exec vox serve' >> /var/log/vox.log 2>&1 &".to_owned()
+    }
 }
 
 /// [`Provider`] on Vast.ai.
@@ -40,10 +86,24 @@ pub struct VastProvider {
     role: VastRole,
 }
 
+/// The server key's variable, in the instance env and `vox serve`'s environment.
+pub const SERVER_KEY_ENV: &str = "VOX_API_KEY";
+
+/// A fresh random server key (128 bits, hex).
+pub fn new_server_key() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 impl VastProvider {
     pub fn new(client: VastClient, mut role: VastRole) -> VastProvider {
         role.create.label = Some(role.label.clone());
         role.create = role.create.publish_port(role.server_port);
+        role.create
+            .env
+            .entry("VOX_BIND".to_owned())
+            .or_insert_with(|| format!("0.0.0.0:{}", role.server_port));
         VastProvider { client, role }
     }
 
@@ -60,24 +120,48 @@ impl VastProvider {
 }
 
 impl Provider for VastProvider {
-    async fn acquire(&self) -> Result<u64, ProviderError> {
+    fn kind(&self) -> &str {
+        "vast"
+    }
+
+    async fn candidates(&self) -> Result<Vec<u64>, ProviderError> {
         let mine = self.client.list_instances().await?;
-        if let Some(i) = mine
+        let mut ids: Vec<u64> = self
+            .role
+            .instances
             .iter()
-            .find(|i| i.label.as_deref() == Some(&self.role.label))
-        {
-            return Ok(i.id);
+            .copied()
+            .filter(|id| mine.iter().any(|i| i.id == *id))
+            .collect();
+        for i in &mine {
+            if i.label.as_deref() == Some(&self.role.label) && !ids.contains(&i.id) {
+                ids.push(i.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn create(&self, avoid: &[u64]) -> Result<u64, ProviderError> {
+        let mut machines = Vec::new();
+        for &id in avoid {
+            if let Ok(Some(i)) = self.client.show_instance(id).await {
+                machines.extend(i.machine_id);
+            }
         }
         let offers = self.client.search_offers(&self.role.offers).await?;
-        let offer = offers.first().ok_or_else(|| ProviderError::NoOffer {
-            label: self.role.label.clone(),
-        })?;
+        let offer = offers
+            .iter()
+            .find(|o| o.machine_id.is_none_or(|m| !machines.contains(&m)))
+            .ok_or_else(|| ProviderError::NoOffer {
+                label: self.role.label.clone(),
+            })?;
+        let mut create = self.role.create.clone();
+        create
+            .env
+            .entry(SERVER_KEY_ENV.to_owned())
+            .or_insert_with(new_server_key);
         tracing::info!(offer = offer.id, gpu = ?offer.gpu_name, dph = ?offer.dph_total, label = %self.role.label, "renting a Vast.ai instance");
-        Ok(self
-            .client
-            .create_instance(offer.id, &self.role.create)
-            .await?
-            .id)
+        Ok(self.client.create_instance(offer.id, &create).await?.id)
     }
 
     async fn start(&self, id: u64) -> Result<StartOutcome, ProviderError> {
@@ -100,5 +184,17 @@ impl Provider for VastProvider {
 
     async fn endpoint(&self, id: u64) -> Result<Option<Endpoint>, ProviderError> {
         Ok(self.instance(id).await?.endpoint(self.role.server_port))
+    }
+
+    async fn info(&self, id: u64) -> Result<InstanceInfo, ProviderError> {
+        let i = self.instance(id).await?;
+        Ok(InstanceInfo {
+            api_key: i
+                .env_var(SERVER_KEY_ENV)
+                .map(str::to_owned)
+                .or_else(|| self.role.create.env.get(SERVER_KEY_ENV).cloned()),
+            gpu_dph: i.dph_base.unwrap_or(0.0),
+            storage_dph: i.storage_dph(),
+        })
     }
 }

@@ -59,6 +59,23 @@ fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
     Ok(raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
+fn env_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let raw: Option<Value> = Option::deserialize(d)?;
+    let Some(Value::Array(rows)) = raw else {
+        return Ok(Vec::new());
+    };
+    Ok(rows
+        .iter()
+        .filter_map(|r| match r.as_array()?.as_slice() {
+            [Value::String(k), v] => Some((
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            )),
+            _ => None,
+        })
+        .collect())
+}
+
 /// One Docker port binding; `HostPort` arrives as a string.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PortBinding {
@@ -101,8 +118,14 @@ pub struct Instance {
     pub dph_total: Option<f64>,
     #[serde(default)]
     pub storage_cost: Option<f64>,
+    /// $/h for this instance's disk.
+    #[serde(default)]
+    pub storage_total_cost: Option<f64>,
     #[serde(default)]
     pub disk_space: Option<f64>,
+    /// The create `env` as `[[name, value], ...]`; rows of another shape are skipped.
+    #[serde(default, deserialize_with = "env_pairs")]
+    pub extra_env: Vec<(String, String)>,
     #[serde(default)]
     pub start_date: Option<f64>,
     #[serde(default)]
@@ -110,6 +133,21 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// A variable of the instance's create `env`.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.extra_env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// $/h for the disk: `storage_total_cost`, else `storage_cost` ($/GB/month) × disk over 720 h.
+    pub fn storage_dph(&self) -> f64 {
+        self.storage_total_cost.unwrap_or_else(|| {
+            self.storage_cost.unwrap_or(0.0) * self.disk_space.unwrap_or(0.0) / 720.0
+        })
+    }
+
     /// The user asked for it to run (`intended_status == "running"`).
     pub fn intends_running(&self) -> bool {
         self.intended_status.as_deref() == Some("running")

@@ -15,6 +15,7 @@ async fn provider() -> (VastSim, VastProvider) {
     let client = VastClient::new(sim.url(), sim.api_key()).unwrap();
     let role = VastRole {
         label: "vox-tts-1".to_owned(),
+        instances: Vec::new(),
         offers: OfferQuery::default()
             .filter("gpu_ram", Op::Gte, 24000)
             .filter("direct_port_count", Op::Gte, 2)
