@@ -15,6 +15,7 @@ pub mod lifecycle;
 mod local;
 mod provider;
 mod types;
+pub mod watchdog;
 
 pub use client::{RetryPolicy, VAST_BASE_URL, VastClient};
 pub use error::{ProviderError, VastError};
