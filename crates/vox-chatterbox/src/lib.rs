@@ -4,12 +4,19 @@
 //!
 //! - [`t3`]: text → speech tokens (Llama backbone, conditioning encoder, CFG sampling).
 //! - [`s3gen`]: speech tokens → 24 kHz waveform (Conformer encoder, flow matching, HiFT vocoder).
+//! - [`engine`]: the whole model from a snapshot directory (`ChatterboxTTS.from_local` +
+//!   `generate`), behind vox-engine's `SpeechSynthesizer`, with the built-in voice of `conds.pt`.
 //!
-//! It does not download anything (vox-store provisions the snapshot) and knows nothing of HTTP.
+//! It does not download anything (vox-store provisions the snapshot), knows nothing of HTTP, does not clone
+//! voices from audio (S3Tokenizer, CAMPPlus and the voice encoder are not ported) and does not apply the
+//! reference's Perth watermark.
 
+pub mod engine;
 pub mod s3gen;
 pub mod t3;
 pub mod text;
+
+pub use engine::{ChatterboxEngine, GenerateOptions};
 
 /// What can go wrong loading or running Chatterbox.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +25,9 @@ pub enum ChatterboxError {
     Model(String),
     #[error("{0}")]
     BadInput(String),
+    /// The caller gave up; the work stopped between steps.
+    #[error("cancelled")]
+    Cancelled,
     #[error("inference: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("reading {path}: {source}")]

@@ -63,6 +63,11 @@ pub fn engine_kinds() -> EngineKinds {
             dir,
         )?)))
     });
+    k.register("chatterbox", |dir| {
+        Ok(Engine::Synthesizer(Arc::new(
+            vox_chatterbox::ChatterboxEngine::load(dir)?,
+        )))
+    });
     k
 }
 

@@ -67,6 +67,16 @@ impl S3Gen {
         device: &Device,
         dtype: DType,
     ) -> Result<Self, ChatterboxError> {
+        Self::from_safetensors_with(path, &S3GenConfig::default(), device, dtype)
+    }
+
+    /// [`S3Gen::from_safetensors`] for another (e.g. shrunken test) configuration.
+    pub fn from_safetensors_with(
+        path: &Path,
+        cfg: &S3GenConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self, ChatterboxError> {
         if !path.is_file() {
             return Err(ChatterboxError::Io {
                 path: path.to_owned(),
@@ -76,7 +86,7 @@ impl S3Gen {
         // SAFETY: the snapshot's files are not modified while they are mapped (vox-store writes
         // blobs once and renames them into place).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], dtype, device)? };
-        Self::load(&S3GenConfig::default(), vb)
+        Self::load(cfg, vb)
     }
 
     pub fn config(&self) -> &S3GenConfig {

@@ -80,7 +80,31 @@ impl T3 {
         params: &SamplingParams,
         max_new_tokens: usize,
         uniforms: &mut dyn UniformSource,
+        trace: Option<&mut T3Trace>,
+    ) -> Fallible<Vec<u32>> {
+        self.generate_until(
+            cond,
+            text,
+            params,
+            max_new_tokens,
+            uniforms,
+            trace,
+            &|| false,
+        )
+    }
+
+    /// [`T3::generate`] that gives up with [`ChatterboxError::Cancelled`] as soon as `stop()` turns
+    /// true (checked before every backbone call: a long utterance is hundreds of calls).
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_until(
+        &self,
+        cond: &T3Cond,
+        text: &[u32],
+        params: &SamplingParams,
+        max_new_tokens: usize,
+        uniforms: &mut dyn UniformSource,
         mut trace: Option<&mut T3Trace>,
+        stop: &dyn Fn() -> bool,
     ) -> Fallible<Vec<u32>> {
         if text.len() > self.max_text_tokens() {
             return Err(ChatterboxError::BadInput(
@@ -119,6 +143,9 @@ impl T3 {
         let mut out = Vec::new();
         let mut input = prefix;
         for step in 0..max_new_tokens {
+            if stop() {
+                return Err(ChatterboxError::Cancelled);
+            }
             let logits = self.step(&input, &mut cache, step, trace.as_deref_mut())?;
             let cond_logits = logits.i(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
             let mut scores = if guided {
