@@ -20,7 +20,7 @@ pub mod watchdog;
 pub use client::{RetryPolicy, VAST_BASE_URL, VastClient};
 pub use error::{ProviderError, VastError};
 pub use fleet::{Clock, Fleet, FleetConfig, FleetError, InstanceGuard, SystemClock};
-pub use idle_policy::{IdleInputs, IdlePolicy};
+pub use idle_policy::{IdleInputs, IdlePolicy, MIN_GAPS, hindsight_timeout};
 pub use ledger::{
     CostLedger, Hold, InstanceInterval, InstancePhase, JobCost, Lease, LeaseStore, LedgerError,
     MemoryLedger,

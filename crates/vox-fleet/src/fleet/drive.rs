@@ -92,10 +92,10 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
                 }
             }
         };
-        if let Some(i) = done {
-            if i.end_ms > i.start_ms {
-                self.ledger.record_interval(&i).await?;
-            }
+        if let Some(i) = done
+            && i.end_ms > i.start_ms
+        {
+            self.ledger.record_interval(&i).await?;
         }
         Ok(())
     }

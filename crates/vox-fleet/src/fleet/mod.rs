@@ -110,6 +110,7 @@ pub enum FleetError {
 pub struct InstanceGuard {
     slot: Arc<Slot>,
     clock: Arc<dyn Clock>,
+    activity: Arc<Mutex<Activity>>,
     base_url: String,
     api_key: Option<String>,
     info: InstanceInfo,
@@ -179,6 +180,41 @@ impl Drop for InstanceGuard {
         );
         s.life = t.state;
         s.in_flight = s.in_flight.saturating_sub(1);
+        drop(s);
+        self.activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finished(now);
+    }
+}
+
+/// Requests in flight across the fleet and the idle gaps between them (what the adaptive idle policy learns).
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    in_flight: u32,
+    idle_since: Option<SystemTime>,
+    /// Recent idle gaps in seconds, most recent last; at most 64.
+    pub(crate) gaps: Vec<f64>,
+}
+
+impl Activity {
+    fn started(&mut self, now: SystemTime) {
+        if self.in_flight == 0
+            && let Some(t) = self.idle_since.take()
+        {
+            self.gaps
+                .push(now.duration_since(t).unwrap_or_default().as_secs_f64());
+            let excess = self.gaps.len().saturating_sub(64);
+            self.gaps.drain(..excess);
+        }
+        self.in_flight += 1;
+    }
+
+    fn finished(&mut self, now: SystemTime) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            self.idle_since = Some(now);
+        }
     }
 }
 
@@ -256,6 +292,7 @@ pub(crate) struct Inner<P, L> {
     pub(crate) failed: Mutex<HashMap<u64, (SystemTime, String)>>,
     /// Measured start-to-ready seconds, most recent last.
     pub(crate) restarts: Mutex<Vec<f64>>,
+    pub(crate) activity: Arc<Mutex<Activity>>,
     pub(crate) http: reqwest::Client,
     pub(crate) me: Weak<Inner<P, L>>,
 }
@@ -289,6 +326,7 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Fleet<P, L> {
                 acquiring: tokio::sync::Mutex::new(()),
                 failed: Mutex::default(),
                 restarts: Mutex::default(),
+                activity: Arc::default(),
                 http,
                 me: me.clone(),
             }),
@@ -339,6 +377,7 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Fleet<P, L> {
             restart_secs: self.inner.median_restart(),
             gpu_dph,
             storage_dph,
+            recent_gaps: self.inner.activity.lock().unwrap().gaps.clone(),
         };
         (self.inner.cfg.idle.timeout(&inputs), inputs)
     }
@@ -387,6 +426,7 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
             restart_secs: self.median_restart(),
             gpu_dph: info.gpu_dph,
             storage_dph: info.storage_dph,
+            recent_gaps: self.activity.lock().unwrap().gaps.clone(),
         })
     }
 
@@ -403,6 +443,7 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
         if s.stale || !s.held {
             return None;
         }
+        self.activity.lock().unwrap().started(now);
         let t = step(
             &s.life,
             &LifecycleEvent::RequestStarted,
@@ -419,6 +460,7 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
         Some(InstanceGuard {
             slot: slot.clone(),
             clock: self.cfg.clock.clone(),
+            activity: self.activity.clone(),
             base_url: endpoint.base_url(),
             api_key: info.api_key.clone(),
             info,
