@@ -67,8 +67,14 @@ pub fn hindsight_timeout(gaps: &[f64], break_even: f64) -> f64 {
             .map(|&g| if g <= t { g } else { t + break_even })
             .sum()
     };
+    // Descending, so ties go to the longer timeout: on busy traffic every recent gap is short and bridging
+    // all of them costs the same as never stopping; the longer choice keeps latency low when a slightly
+    // longer gap comes.
+    let mut candidates: Vec<f64> = gaps.to_vec();
+    candidates.sort_by(|a, b| b.total_cmp(a));
+    candidates.push(0.0);
     let mut best = (f64::INFINITY, cost(f64::INFINITY));
-    for t in std::iter::once(0.0).chain(gaps.iter().copied()) {
+    for t in candidates {
         let c = cost(t);
         if c < best.1 - 1e-9 {
             best = (t, c);
@@ -148,7 +154,7 @@ mod tests {
 
     #[test]
     fn hindsight_keeps_running_through_short_gaps_and_stops_at_once_for_long_ones() {
-        assert_eq!(hindsight_timeout(&[10.0, 20.0, 15.0], 90.0), 20.0);
+        assert_eq!(hindsight_timeout(&[10.0, 20.0, 15.0], 90.0), f64::INFINITY);
         assert_eq!(hindsight_timeout(&[1000.0, 2000.0, 1500.0], 90.0), 0.0);
         // Mixed: short gaps are bridged, long ones stop after the longest short one.
         assert_eq!(
