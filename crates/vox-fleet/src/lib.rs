@@ -1,10 +1,14 @@
-//! `vox-fleet`: rents and runs the GPU machines a vox worker sends speech jobs to. It holds a Vast.ai REST
-//! client ([`VastClient`]: show/list/start/stop/create/search/destroy with bounded retries on rate limits
-//! and server errors), the [`Provider`] trait with its Vast.ai implementation, and the instance
-//! lifecycle as a pure state machine ([`lifecycle::step`]) that decides when to start, poll, health-check,
-//! fall back and stop. It keeps no job queue. It defines the contracts for shared leases and cost records
-//! ([`ledger`]); `vox-jobs` stores them in its database. Tests run the client against the `vastsim`
-//! simulator; production code only ever sees a base URL.
+//! `vox-fleet`: rents and runs the GPU machines a vox worker sends speech jobs to. [`Fleet`] hands a worker's
+//! jobs a ready instance ([`Fleet::acquire`] → [`InstanceGuard`]: base URL + the server's own key), starting it
+//! when stopped, falling back to another instance or a new one from an offer when a start stalls, and stops
+//! instances when idle ([`Fleet::run_idle_loop`], [`IdlePolicy`]), recording what each one cost. Instances
+//! come from a [`Provider`]: [`VastProvider`] (the Vast.ai REST client [`VastClient`], with bounded retries on
+//! rate limits and server errors) or [`LocalProvider`] (`vox serve` as a child process). The lifecycle is a
+//! pure state machine ([`lifecycle::step`]) that the fleet drives. Shared leases and cost records are
+//! contracts ([`ledger`]) that `vox-jobs` stores in its database, so workers on several machines never stop
+//! an instance another one uses. [`watchdog`] lets `vox serve` stop its own idle instance. It keeps no job
+//! queue and never uploads audio. Tests run against the `vastsim` simulator; production code only ever sees a
+//! base URL.
 
 mod client;
 mod error;
