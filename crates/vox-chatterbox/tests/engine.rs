@@ -122,7 +122,7 @@ fn the_same_seed_gives_the_same_audio_and_another_seed_other_audio() {
     assert_eq!(info.sample_rate, 24_000);
     assert_eq!(info.voices[0].id, "default");
     // The tiny model's text table (126 tokens) bounds a chunk.
-    assert_eq!(info.max_chunk_chars, 62);
+    assert_eq!(info.max_chunk_chars, 63);
     e.warm_up().unwrap();
 
     let text = "The quick brown fox jumps over the lazy dog.";
