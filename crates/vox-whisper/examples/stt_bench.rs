@@ -50,13 +50,26 @@ fn main() {
         })
         .collect();
     vox_whisper::cpu_ops::keep_freed_memory();
-    // VOX_COMPUTE=int8: int8 weights for the decoder's per-token products (activations stay f32).
-    let int8 = std::env::var("VOX_COMPUTE").is_ok_and(|c| c == "int8");
+    // VOX_COMPUTE=int8: int8 weights for the decoder's per-token products (activations stay f32);
+    // f16: half-precision weights and activations (for CUDA). VOX_DEVICE=cuda: the first GPU (a
+    // `--features cuda` build).
+    let compute = std::env::var("VOX_COMPUTE").unwrap_or_default();
+    let int8 = compute == "int8";
+    let dtype = if compute == "f16" {
+        DType::F16
+    } else {
+        DType::F32
+    };
+    let dev = match std::env::var("VOX_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).unwrap(),
+        _ => Device::Cpu,
+    };
     let t0 = Instant::now();
-    let mut p = WhisperPipeline::load(dir, &Device::Cpu, DType::F32).unwrap();
-    if int8 {
-        p.model.decoder.quantize_steps().unwrap();
-    }
+    let p = if int8 {
+        WhisperPipeline::load_with(dir, &dev, vox_whisper::Compute::Int8).unwrap()
+    } else {
+        WhisperPipeline::load(dir, &dev, dtype).unwrap()
+    };
     let load_s = t0.elapsed().as_secs_f64();
     let opts = TranscribeOptions {
         beam_size: beam,
@@ -86,7 +99,8 @@ fn main() {
     let out = serde_json::json!({
         "engine": "vox",
         "model": dir,
-        "compute": if int8 { "int8" } else { "f32" },
+        "compute": if int8 { "int8" } else if dtype == DType::F16 { "f16" } else { "f32" },
+        "device": if dev.is_cuda() { "cuda" } else { "cpu" },
         "beam_size": beam,
         "load_s": load_s,
         "first_call_s": first_call_s,

@@ -369,6 +369,23 @@ impl Ct2Model {
         convert::f32_to_tensor(values, &v.shape, dtype, device).map_err(err)
     }
 
+    /// A float `[rows, cols]` variable quantized to int8 rows ([`RowMatrix::quantize_int8`]) block by block
+    /// from the mapped file, without converting the whole matrix to f32 first. `None` for other dtypes/ranks.
+    pub fn quantize_rows_int8(&self, name: &str) -> Option<crate::rowmat::RowMatrix> {
+        let v = &self.vars[self.resolve(name)?].1;
+        if !matches!(v.dtype, Ct2Dtype::F16 | Ct2Dtype::BF16 | Ct2Dtype::F32) || v.shape.len() != 2
+        {
+            return None;
+        }
+        let (rows, cols, size) = (v.shape[0], v.shape[1], v.dtype.size());
+        let data = self.data(v);
+        Some(crate::rowmat::RowMatrix::quantize_int8_blocks(
+            rows,
+            cols,
+            |r0, r1| convert::floats_to_f32(&data[r0 * cols * size..r1 * cols * size], v.dtype),
+        ))
+    }
+
     fn missing(&self, name: &str) -> Ct2Error {
         Ct2Error::Missing {
             path: self.path.clone(),

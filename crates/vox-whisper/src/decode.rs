@@ -67,16 +67,16 @@ pub struct Generation {
 }
 
 /// The rules that shape logits before each choice.
-struct Rules<'a> {
-    opts: &'a GenerateOptions,
-    sp: &'a Specials,
-    vocab: usize,
-    timestamps: bool,
+pub(crate) struct Rules<'a> {
+    pub(crate) opts: &'a GenerateOptions,
+    pub(crate) sp: &'a Specials,
+    pub(crate) vocab: usize,
+    pub(crate) timestamps: bool,
 }
 
 impl Rules<'_> {
     /// Applies every rule to one row of logits, given the tokens generated so far in that row.
-    fn apply(&self, step: usize, logits: &mut [f32], seq: &[u32]) {
+    pub(crate) fn apply(&self, step: usize, logits: &mut [f32], seq: &[u32]) {
         let mut disabled = vec![false; self.vocab];
         if self.opts.repetition_penalty != 1.0 {
             let p = self.opts.repetition_penalty;
@@ -174,22 +174,22 @@ fn logsumexp(x: &[f32]) -> f32 {
     m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln()
 }
 
-fn log_softmax(x: &[f32]) -> Vec<f32> {
+pub(crate) fn log_softmax(x: &[f32]) -> Vec<f32> {
     let lse = logsumexp(x);
     x.iter().map(|v| v - lse).collect()
 }
 
-fn softmax_at(x: &[f32], i: usize) -> f32 {
+pub(crate) fn softmax_at(x: &[f32], i: usize) -> f32 {
     (x[i] - logsumexp(x)).exp()
 }
 
 /// Rows of a `[b, V]` f32 tensor.
-fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     t.to_dtype(DType::F32)?.to_vec2::<f32>()
 }
 
 /// Where the prompt's task part begins and ends (CTranslate2's `get_sot_index`, `get_prompt_length`).
-fn prompt_layout(prompt: &[u32], sp: &Specials) -> (usize, usize) {
+pub(crate) fn prompt_layout(prompt: &[u32], sp: &Specials) -> (usize, usize) {
     let sot_index = prompt.iter().position(|t| *t == sp.sot).unwrap_or(0);
     let mut len = sot_index;
     while len < prompt.len() && prompt[len] >= sp.sot && prompt[len] <= sp.no_timestamps {
@@ -207,11 +207,23 @@ pub fn generate<R: Rng>(
     opts: &GenerateOptions,
     rng: &mut R,
 ) -> Result<Generation> {
+    generate_from(model, model.decoder.start(enc)?, prompt, sp, opts, rng)
+}
+
+/// [`generate`] from a fresh decoder state (`Decoder::start` of the encoder output): the temperature
+/// fallback decodes one window several times and computes its cross-attention memory once.
+pub fn generate_from<R: Rng>(
+    model: &Whisper,
+    mut state: DecoderState,
+    prompt: &[u32],
+    sp: &Specials,
+    opts: &GenerateOptions,
+    rng: &mut R,
+) -> Result<Generation> {
     let dec = &model.decoder;
     let dev = &model.device;
     let vocab = model.config.vocab_size;
     let (sot_index, prompt_len) = prompt_layout(prompt, sp);
-    let mut state = dec.start(enc)?;
 
     // Feed the prompt up to (not including) the start token; read the no-speech probability at <|sot|>.
     let start_step = prompt_len - 1;
@@ -267,7 +279,7 @@ pub fn generate<R: Rng>(
     })
 }
 
-fn finalize(score: f32, len: usize, length_penalty: f32) -> f32 {
+pub(crate) fn finalize(score: f32, len: usize, length_penalty: f32) -> f32 {
     score / (len as f32).powf(length_penalty)
 }
 
@@ -312,7 +324,7 @@ fn greedy<R: Rng>(
     Ok((seq, s, nsp))
 }
 
-fn argmax(x: &[f32]) -> usize {
+pub(crate) fn argmax(x: &[f32]) -> usize {
     let mut best = 0;
     for (i, v) in x.iter().enumerate() {
         if *v > x[best] {
@@ -336,98 +348,23 @@ fn sample<R: Rng>(logits: &[f32], temperature: f32, rng: &mut R) -> usize {
     argmax(&scaled)
 }
 
-/// CTranslate2's `BeamSearch::search` for one input.
+/// CTranslate2's `BeamSearch::search` for one input (the batched search with one item).
 fn beam_search(
     model: &Whisper,
-    mut state: DecoderState,
+    state: DecoderState,
     start: u32,
     rules: &Rules,
     max_new: usize,
 ) -> Result<(Vec<u32>, f32, f32)> {
-    let dec = &model.decoder;
-    let dev = &model.device;
-    let beam = rules.opts.beam_size;
-    let cands = 2 * beam;
-    let max_candidates = (beam as f32 * rules.opts.patience).round() as usize;
-    let eot = rules.sp.eot;
-    // Active beams: (tokens so far, cumulative log-prob).
-    let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
-    let mut inputs = vec![start];
-    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
-    let mut nsp = 0f32;
-    for step in 0..max_new {
-        let ids = Tensor::new(inputs.as_slice(), dev)?.unsqueeze(1)?;
-        let (h, _) = dec.forward(&ids, &mut state, false)?;
-        let logits = rows(&dec.logits(&h.squeeze(1)?)?)?;
-        // Candidates over all (beam, token) pairs, scored by cumulative log-prob.
-        let mut flat: Vec<(f32, usize, u32)> = Vec::with_capacity(alive.len() * 16);
-        for (b, mut row) in logits.into_iter().enumerate() {
-            if step == 0 && b == 0 {
-                nsp = softmax_at(&row, rules.sp.no_speech as usize);
-            }
-            rules.apply(step, &mut row, &alive[b].0);
-            let lp = log_softmax(&row);
-            let base = alive[b].1;
-            // Only the top `cands` of each row can enter the global top `cands`.
-            for (id, v) in top_k(&lp, cands) {
-                flat.push((base + v, b, id as u32));
-            }
-        }
-        flat.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        flat.truncate(cands);
-
-        let last_step = step + 1 == max_new;
-        let mut next: Vec<(usize, u32, f32)> = Vec::with_capacity(beam);
-        let mut secondary = beam;
-        for k in 0..beam.min(flat.len()) {
-            let (score, origin, id) = flat[k];
-            let mut chosen = (origin, id, score);
-            if id == eot || last_step {
-                let mut toks = alive[origin].0.clone();
-                if id != eot {
-                    toks.push(id);
-                }
-                finished.push((toks, score));
-                // Replace the finished beam by the next candidate that is not an end.
-                for (j, c) in flat.iter().enumerate().skip(secondary) {
-                    if c.2 != eot {
-                        chosen = (c.1, c.2, c.0);
-                        secondary = j + 1;
-                        break;
-                    }
-                }
-            }
-            next.push(chosen);
-        }
-        if last_step || finished.len() >= max_candidates {
-            break;
-        }
-        let origins: Vec<u32> = next.iter().map(|n| n.0 as u32).collect();
-        state = state.select(&Tensor::new(origins.as_slice(), dev)?)?;
-        alive = next
-            .iter()
-            .map(|(o, id, s)| {
-                let mut t = alive[*o].0.clone();
-                t.push(*id);
-                (t, *s)
-            })
-            .collect();
-        inputs = next.iter().map(|n| n.1).collect();
-    }
-    let lp = rules.opts.length_penalty;
-    let best = finished
-        .into_iter()
-        .map(|(t, s)| {
-            let f = finalize(s, t.len(), lp);
-            (t, f)
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or_default();
-    Ok((best.0, best.1, nsp))
+    Ok(
+        crate::decode_batch::beam_search_items(model, state, 1, start, rules, max_new)?
+            .pop()
+            .expect("one item"),
+    )
 }
 
 /// Indices and values of the `k` largest entries, largest first.
-fn top_k(x: &[f32], k: usize) -> Vec<(usize, f32)> {
+pub(crate) fn top_k(x: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..x.len()).filter(|i| x[*i] > f32::NEG_INFINITY).collect();
     let k = k.min(idx.len());
     if k == 0 {

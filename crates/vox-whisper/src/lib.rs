@@ -3,12 +3,14 @@
 //!
 //! Modules: [`ct2`] reads CTranslate2 model files; [`weights`] is the one interface the model loads from (CT2 or
 //! transformers names, both mapped to CT2's); `model` is the encoder/decoder; `decode` the search; `transcribe`
-//! the long-audio loop.
+//! the long-audio loop; `batched` faster-whisper's `BatchedInferencePipeline` (VAD chunks decoded together).
 
 pub mod align;
+pub mod batched;
 pub mod cpu_ops;
 pub mod ct2;
 pub mod decode;
+pub mod decode_batch;
 pub mod engine;
 pub mod format;
 pub mod hf;
@@ -21,6 +23,7 @@ pub mod vad;
 pub mod weights;
 pub mod words;
 
+pub use batched::BatchedPipeline;
 pub use decode::{GenerateOptions, Generation};
 pub use model::{Config, Whisper};
 pub use pipeline::{Compute, WhisperPipeline};

@@ -61,16 +61,63 @@ impl Linear {
         })
     }
 
+    /// [`Self::load`], with the weight as int8 rows when `int8` (CPU f32 only): quantized straight from the
+    /// file when the source can ([`WhisperWeights::rows_int8`]), else from the loaded f32 tensor.
+    fn load_steps(
+        w: &dyn WhisperWeights,
+        prefix: &str,
+        dtype: DType,
+        dev: &Device,
+        int8: bool,
+    ) -> Result<Self> {
+        if !(int8 && dev.is_cpu() && dtype == DType::F32) {
+            return Linear::load(w, prefix, dtype, dev);
+        }
+        let Some(rows) = w.rows_int8(&format!("{prefix}/weight")) else {
+            let mut l = Linear::load(w, prefix, dtype, dev)?;
+            l.quantize()?;
+            return Ok(l);
+        };
+        let bname = format!("{prefix}/bias");
+        let b = if w.has(&bname) {
+            Some(w.get(&bname, dtype, dev)?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            w: LinearWeight::Int8(rows),
+            b,
+        })
+    }
+
     /// Splits a fused projection (`[n*d, d]` in the checkpoint) into `n` projections of `d` outputs.
     fn split(self, n: usize) -> Result<Vec<Linear>> {
-        let LinearWeight::Dense(w) = &self.w else {
-            unreachable!("split happens at load, before quantization")
+        let (out, parts) = match self.w {
+            LinearWeight::Dense(w) => {
+                let out = w.dim(0)? / n;
+                let parts = (0..n)
+                    .map(|i| {
+                        Ok(LinearWeight::Dense(
+                            w.narrow(0, i * out, out)?.contiguous()?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (out, parts)
+            }
+            LinearWeight::Int8(q) => (
+                q.rows() / n,
+                q.split_rows(n)
+                    .into_iter()
+                    .map(LinearWeight::Int8)
+                    .collect(),
+            ),
         };
-        let out = w.dim(0)? / n;
-        (0..n)
-            .map(|i| {
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
                 Ok(Linear {
-                    w: LinearWeight::Dense(w.narrow(0, i * out, out)?.contiguous()?),
+                    w,
                     b: match &self.b {
                         Some(b) => Some(b.narrow(0, i * out, out)?.contiguous()?),
                         None => None,
@@ -222,8 +269,9 @@ impl SelfAttention {
         n_heads: usize,
         dtype: DType,
         dev: &Device,
+        int8: bool,
     ) -> Result<Self> {
-        let mut qkv = Linear::load(w, &format!("{prefix}/linear_0"), dtype, dev)?
+        let mut qkv = Linear::load_steps(w, &format!("{prefix}/linear_0"), dtype, dev, int8)?
             .split(3)?
             .into_iter();
         let (q, k, v) = (
@@ -236,7 +284,7 @@ impl SelfAttention {
             q,
             k,
             v,
-            out: Linear::load(w, &format!("{prefix}/linear_1"), dtype, dev)?,
+            out: Linear::load_steps(w, &format!("{prefix}/linear_1"), dtype, dev, int8)?,
             n_heads,
         })
     }
@@ -290,16 +338,17 @@ impl CrossAttention {
         n_heads: usize,
         dtype: DType,
         dev: &Device,
+        int8: bool,
     ) -> Result<Self> {
         let mut kv = Linear::load(w, &format!("{prefix}/linear_1"), dtype, dev)?
             .split(2)?
             .into_iter();
         Ok(CrossAttention {
             layer_norm: LayerNorm::load(w, &format!("{prefix}/layer_norm"), dtype, dev)?,
-            q: Linear::load(w, &format!("{prefix}/linear_0"), dtype, dev)?,
+            q: Linear::load_steps(w, &format!("{prefix}/linear_0"), dtype, dev, int8)?,
             k: kv.next().expect("k"),
             v: kv.next().expect("v"),
-            out: Linear::load(w, &format!("{prefix}/linear_2"), dtype, dev)?,
+            out: Linear::load_steps(w, &format!("{prefix}/linear_2"), dtype, dev, int8)?,
             n_heads,
         })
     }
@@ -439,11 +488,17 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn load(w: &dyn WhisperWeights, prefix: &str, dtype: DType, dev: &Device) -> Result<Self> {
+    fn load(
+        w: &dyn WhisperWeights,
+        prefix: &str,
+        dtype: DType,
+        dev: &Device,
+        int8: bool,
+    ) -> Result<Self> {
         Ok(FeedForward {
             layer_norm: LayerNorm::load(w, &format!("{prefix}/layer_norm"), dtype, dev)?,
-            linear_0: Linear::load(w, &format!("{prefix}/linear_0"), dtype, dev)?,
-            linear_1: Linear::load(w, &format!("{prefix}/linear_1"), dtype, dev)?,
+            linear_0: Linear::load_steps(w, &format!("{prefix}/linear_0"), dtype, dev, int8)?,
+            linear_1: Linear::load_steps(w, &format!("{prefix}/linear_1"), dtype, dev, int8)?,
         })
     }
 }
@@ -524,7 +579,14 @@ impl DecoderState {
     /// Keeps rows `idx` of the self-attention cache: beam reordering within one audio item. The cross-attention
     /// memory is per item, not per beam, and stays as it is.
     pub fn select(&self, idx: &Tensor) -> Result<DecoderState> {
-        let sel = |t: &Tensor| t.index_select(idx, 0);
+        self.select_items(idx, None)
+    }
+
+    /// Keeps rows `rows` of the self-attention cache and, when `items` is given, only those audio items'
+    /// cross-attention memory: items whose search has ended leave a batched decoding. `rows` must list the
+    /// kept items' rows, item by item, the same number for each.
+    pub fn select_items(&self, rows: &Tensor, items: Option<&Tensor>) -> Result<DecoderState> {
+        let sel = |t: &Tensor| t.index_select(rows, 0);
         Ok(DecoderState {
             self_kv: self
                 .self_kv
@@ -536,7 +598,14 @@ impl DecoderState {
                 })
                 .collect::<Result<_>>()?,
             // Beams of one item share its cross-attention memory (see `CrossAttention::forward`).
-            memory: self.memory.clone(),
+            memory: match items {
+                None => self.memory.clone(),
+                Some(items) => self
+                    .memory
+                    .iter()
+                    .map(|(k, v)| Ok((k.index_select(items, 0)?, v.index_select(items, 0)?)))
+                    .collect::<Result<_>>()?,
+            },
             len: self.len,
         })
     }
@@ -634,15 +703,14 @@ impl Decoder {
     /// feed-forward, embeddings/projection) by int8 rows; the cross-attention keys and values, computed once
     /// per window over 1500 positions, stay f32 for the gemm. CPU f32 models only; a no-op otherwise.
     pub fn quantize_steps(&mut self) -> Result<()> {
-        if let LinearWeight::Dense(e) = &self.embeddings
-            && e.device().is_cpu()
-            && e.dtype() == DType::F32
-        {
-            let (n, k) = e.dims2()?;
-            let data = e.flatten_all()?.to_vec1::<f32>()?;
-            self.embeddings = LinearWeight::Int8(RowMatrix::quantize_int8(n, k, &data));
-        } else {
-            return Ok(());
+        match &self.embeddings {
+            LinearWeight::Dense(e) if e.device().is_cpu() && e.dtype() == DType::F32 => {
+                let (n, k) = e.dims2()?;
+                let data = e.flatten_all()?.to_vec1::<f32>()?;
+                self.embeddings = LinearWeight::Int8(RowMatrix::quantize_int8(n, k, &data));
+            }
+            LinearWeight::Dense(_) => return Ok(()),
+            LinearWeight::Int8(_) => {}
         }
         for l in &mut self.layers {
             for lin in [
@@ -686,6 +754,22 @@ pub struct Whisper {
 impl Whisper {
     /// Builds the model from CTranslate2-named weights, in `dtype` on `device`.
     pub fn load(w: &dyn WhisperWeights, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_inner(w, dtype, device, false)
+    }
+
+    /// [`Self::load`] in f32 with the decoder's per-token weights as int8 rows (what
+    /// [`Decoder::quantize_steps`] makes, with the same values), quantized while loading so that no f32 copy
+    /// of them is ever held. On a GPU, the same as `load` in f32.
+    pub fn load_int8_decoder(w: &dyn WhisperWeights, device: &Device) -> Result<Self> {
+        Self::load_inner(w, DType::F32, device, device.is_cpu())
+    }
+
+    fn load_inner(
+        w: &dyn WhisperWeights,
+        dtype: DType,
+        device: &Device,
+        int8: bool,
+    ) -> Result<Self> {
         let dev = device;
         let enc_layers = w.num_layers("encoder");
         let dec_layers = w.num_layers("decoder");
@@ -693,7 +777,13 @@ impl Whisper {
         let dec_heads = w.scalar_i64("decoder/num_heads").unwrap_or(0) as usize;
         let conv1_w = w.get("encoder/conv1/weight", dtype, dev)?;
         let (d_model, n_mels, _) = conv1_w.dims3()?;
-        let embeddings = w.get("decoder/embeddings/weight", dtype, dev)?;
+        let embeddings = match int8
+            .then(|| w.rows_int8("decoder/embeddings/weight"))
+            .flatten()
+        {
+            Some(q) => LinearWeight::Int8(q),
+            None => LinearWeight::Dense(w.get("decoder/embeddings/weight", dtype, dev)?),
+        };
         let dec_pos = w.get("decoder/position_encodings/encodings", dtype, dev)?;
         let enc_pos = w.get("encoder/position_encodings/encodings", dtype, dev)?;
         let config = Config {
@@ -711,7 +801,10 @@ impl Whisper {
             },
             encoder_layers: enc_layers,
             decoder_layers: dec_layers,
-            vocab_size: embeddings.dim(0)?,
+            vocab_size: match &embeddings {
+                LinearWeight::Dense(e) => e.dim(0)?,
+                LinearWeight::Int8(q) => q.rows(),
+            },
             max_target_positions: dec_pos.dim(0)?,
             max_source_positions: enc_pos.dim(0)?,
         };
@@ -731,16 +824,17 @@ impl Whisper {
                             config.encoder_heads,
                             dtype,
                             dev,
+                            false,
                         )?,
-                        ffn: FeedForward::load(w, &format!("{p}/ffn"), dtype, dev)?,
+                        ffn: FeedForward::load(w, &format!("{p}/ffn"), dtype, dev, false)?,
                     })
                 })
                 .collect::<Result<_>>()?,
             layer_norm: LayerNorm::load(w, "encoder/layer_norm", dtype, dev)?,
             dtype,
         };
-        let decoder = Decoder {
-            embeddings: LinearWeight::Dense(embeddings),
+        let mut decoder = Decoder {
+            embeddings,
             position_encodings: dec_pos,
             layers: (0..dec_layers)
                 .map(|i| {
@@ -752,6 +846,7 @@ impl Whisper {
                             config.decoder_heads,
                             dtype,
                             dev,
+                            int8,
                         )?,
                         attention: CrossAttention::load(
                             w,
@@ -759,13 +854,18 @@ impl Whisper {
                             config.decoder_heads,
                             dtype,
                             dev,
+                            int8,
                         )?,
-                        ffn: FeedForward::load(w, &format!("{p}/ffn"), dtype, dev)?,
+                        ffn: FeedForward::load(w, &format!("{p}/ffn"), dtype, dev, int8)?,
                     })
                 })
                 .collect::<Result<_>>()?,
             layer_norm: LayerNorm::load(w, "decoder/layer_norm", dtype, dev)?,
         };
+        if int8 {
+            // Whatever the source could not quantize directly.
+            decoder.quantize_steps()?;
+        }
         Ok(Whisper {
             alignment_heads: crate::align::default_alignment_heads(
                 config.decoder_layers,

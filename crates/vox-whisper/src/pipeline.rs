@@ -22,13 +22,37 @@ pub struct WhisperPipeline {
 
 impl WhisperPipeline {
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, WhisperError> {
-        let weights = open_weights(dir)?;
-        let mut model = Whisper::load(weights.as_ref(), dtype, device)?;
+        Self::load_inner(dir, device, dtype, false)
+    }
+
+    /// Loads the weights and, on another thread meanwhile, the tokenizer (parsing tokenizer.json takes about
+    /// as long as reading the weights of a small model).
+    fn load_inner(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        int8: bool,
+    ) -> Result<Self, WhisperError> {
+        let (model, tokenizer) = std::thread::scope(|s| {
+            let tokenizer = s.spawn(|| WhisperTokenizer::from_file(&dir.join("tokenizer.json"), 0));
+            let model = open_weights(dir).map_err(WhisperError::from).and_then(|w| {
+                Ok(if int8 {
+                    Whisper::load_int8_decoder(w.as_ref(), device)?
+                } else {
+                    Whisper::load(w.as_ref(), dtype, device)?
+                })
+            });
+            (
+                model,
+                tokenizer.join().expect("the tokenizer thread panicked"),
+            )
+        });
+        let mut model = model?;
+        let mut tokenizer = tokenizer?;
+        tokenizer.set_vocab_size(model.config.vocab_size);
         if let Some(heads) = alignment_heads(dir) {
             model.alignment_heads = heads;
         }
-        let tokenizer =
-            WhisperTokenizer::from_file(&dir.join("tokenizer.json"), model.config.vocab_size)?;
         Ok(WhisperPipeline { model, tokenizer })
     }
 
@@ -127,7 +151,6 @@ impl WhisperPipeline {
             Compute::Auto | Compute::Int8 if device.is_cuda() => DType::F16,
             _ => DType::F32,
         };
-        let p = WhisperPipeline::load(dir, device, dtype)?;
-        if int8 { p.with_int8_decoder() } else { Ok(p) }
+        Self::load_inner(dir, device, dtype, int8)
     }
 }

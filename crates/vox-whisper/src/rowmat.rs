@@ -50,24 +50,65 @@ impl RowMatrix {
     /// Quantizes f32 rows to int8 like CTranslate2 (`scale = 127 / max|row|`, round half away from zero).
     pub fn quantize_int8(rows: usize, cols: usize, data: &[f32]) -> Self {
         assert_eq!(data.len(), rows * cols, "RowMatrix::quantize_int8: shape");
+        Self::quantize_int8_blocks(rows, cols, |r0, r1| {
+            std::borrow::Cow::Borrowed(&data[r0 * cols..r1 * cols])
+        })
+    }
+
+    /// [`Self::quantize_int8`] of a matrix read in blocks of rows: `block(r0, r1)` gives rows `r0..r1` as f32
+    /// (e.g. converted from a file's float16), so no f32 copy of the whole matrix exists at any time.
+    pub fn quantize_int8_blocks<'a, F>(rows: usize, cols: usize, block: F) -> Self
+    where
+        F: Fn(usize, usize) -> std::borrow::Cow<'a, [f32]> + Sync,
+    {
+        const BLOCK: usize = 64;
         let mut q = vec![0i8; rows * cols];
         let mut scale = vec![0f32; rows];
-        q.par_chunks_mut(cols)
-            .zip(scale.par_iter_mut())
-            .zip(data.par_chunks(cols))
-            .for_each(|((qr, s), row)| {
-                let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let k = if amax > 0.0 { 127.0 / amax } else { 1.0 };
-                for (o, v) in qr.iter_mut().zip(row) {
-                    *o = (v * k).round().clamp(-127.0, 127.0) as i8;
+        q.par_chunks_mut(BLOCK * cols)
+            .zip(scale.par_chunks_mut(BLOCK))
+            .enumerate()
+            .for_each(|(b, (qb, sb))| {
+                let r0 = b * BLOCK;
+                let data = block(r0, r0 + sb.len());
+                for ((qr, s), row) in qb
+                    .chunks_mut(cols)
+                    .zip(sb.iter_mut())
+                    .zip(data.chunks(cols))
+                {
+                    let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let k = if amax > 0.0 { 127.0 / amax } else { 1.0 };
+                    for (o, v) in qr.iter_mut().zip(row) {
+                        *o = (v * k).round().clamp(-127.0, 127.0) as i8;
+                    }
+                    *s = 1.0 / k;
                 }
-                *s = 1.0 / k;
             });
         RowMatrix {
             rows,
             cols,
             w: Rows::Int8 { q, scale },
         }
+    }
+
+    /// Splits the rows into `n` equal matrices (a fused projection into its parts).
+    pub fn split_rows(self, n: usize) -> Vec<RowMatrix> {
+        let (rows, cols) = (self.rows / n, self.cols);
+        (0..n)
+            .map(|i| {
+                let (a, b) = (i * rows, (i + 1) * rows);
+                RowMatrix {
+                    rows,
+                    cols,
+                    w: match &self.w {
+                        Rows::F32(w) => Rows::F32(w[a * cols..b * cols].to_vec()),
+                        Rows::Int8 { q, scale } => Rows::Int8 {
+                            q: q[a * cols..b * cols].to_vec(),
+                            scale: scale[a..b].to_vec(),
+                        },
+                    },
+                }
+            })
+            .collect()
     }
 
     /// A CTranslate2 int8 weight as stored (`value = q / ct2_scale[row]`).

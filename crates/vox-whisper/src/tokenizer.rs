@@ -56,12 +56,19 @@ impl WhisperTokenizer {
             translate: id("<|translate|>")?,
             timestamp_begin: no_timestamps + 1,
         };
-        // CTranslate2's rule: the multilingual vocabularies have 51865 (or more, large-v3: 51866) entries.
-        Ok(WhisperTokenizer {
+        let mut t = WhisperTokenizer {
             inner,
             specials,
-            multilingual: vocab_size >= 51865,
-        })
+            multilingual: false,
+        };
+        t.set_vocab_size(vocab_size);
+        Ok(t)
+    }
+
+    /// Sets what depends on the model's vocabulary size: CTranslate2's rule that the multilingual
+    /// vocabularies have 51865 (or more, large-v3: 51866) entries.
+    pub fn set_vocab_size(&mut self, vocab_size: usize) {
+        self.multilingual = vocab_size >= 51865;
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, WhisperError> {

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::WhisperError;
-use crate::decode::{GenerateOptions, Generation, generate};
+use crate::decode::{GenerateOptions, Generation, generate_from};
 use crate::model::Whisper;
 use crate::tokenizer::WhisperTokenizer;
 use crate::words::{self, Piece, Word, WordContext};
@@ -359,6 +359,8 @@ fn generate_with_fallback(
     let max_initial_timestamp_index =
         (opts.max_initial_timestamp as f64 / TIME_PRECISION).round() as usize;
     let mut last_t = 0.0;
+    // The cross-attention memory of this window, shared by every temperature's decoding.
+    let fresh = model.decoder.start(enc)?;
     for &t in &opts.temperatures {
         last_t = t;
         let g = GenerateOptions {
@@ -378,7 +380,7 @@ fn generate_with_fallback(
             temperature: t,
             num_hypotheses: if t > 0.0 { opts.best_of } else { 1 },
         };
-        let out = generate(model, enc, prompt, &tok.specials, &g, rng)?;
+        let out = generate_from(model, fresh.clone(), prompt, &tok.specials, &g, rng)?;
         let len = out.tokens.len() as f32;
         let avg_logprob = out.score * len.powf(opts.length_penalty) / (len + 1.0);
         let text = tok.decode(&out.tokens);

@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::ct2::{Ct2Error, Ct2Model};
 use crate::hf::HfWhisper;
+use crate::rowmat::RowMatrix;
 
 /// A source of Whisper weights addressed by CTranslate2 variable names.
 pub trait WhisperWeights {
@@ -42,6 +43,12 @@ pub trait WhisperWeights {
 
     /// The underlying CTranslate2 model, when there is one (for int8 weights: [`Ct2Model::int8_weight`]).
     fn as_ct2(&self) -> Option<&Ct2Model> {
+        None
+    }
+
+    /// A float `[rows, cols]` weight quantized to int8 rows straight from the source (no f32 copy of it);
+    /// `None` when the source cannot (then the caller quantizes the f32 tensor, with the same result).
+    fn rows_int8(&self, _ct2_name: &str) -> Option<RowMatrix> {
         None
     }
 }
@@ -82,6 +89,10 @@ impl WhisperWeights for Ct2Model {
 
     fn as_ct2(&self) -> Option<&Ct2Model> {
         Some(self)
+    }
+
+    fn rows_int8(&self, ct2_name: &str) -> Option<RowMatrix> {
+        self.quantize_rows_int8(ct2_name)
     }
 }
 
