@@ -69,7 +69,11 @@ fn main() -> Result<()> {
         Some("f16") => DType::F16,
         _ => DType::F32,
     };
-    let dev = Device::Cpu;
+    // VOX_DEVICE=cuda: the first GPU (a `--features cuda` build).
+    let dev = match std::env::var("VOX_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0)?,
+        _ => Device::Cpu,
+    };
     let t0 = Instant::now();
     let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, dev.clone());
     let s3 = S3Gen::load(&S3GenConfig::default(), vb).expect("load");
@@ -112,7 +116,8 @@ fn main() -> Result<()> {
     }
     let total = median(total);
     println!(
-        "{{\"impl\": \"vox\", \"dtype\": \"{dtype:?}\", \"threads\": {}, \"prompt_tokens\": {prompt}, \"tokens\": {n}, \"audio_s\": {audio_s}, \"repeats\": {repeats}, \"load_s\": {load_s:.2}, \"total_s\": {total:.3}, \"flow_s\": {:.3}, \"hift_s\": {:.3}, \"s_per_audio_s\": {:.3}, \"peak_rss_mb\": {:.0}}}",
+        "{{\"impl\": \"vox\", \"device\": \"{}\", \"dtype\": \"{dtype:?}\", \"threads\": {}, \"prompt_tokens\": {prompt}, \"tokens\": {n}, \"audio_s\": {audio_s}, \"repeats\": {repeats}, \"load_s\": {load_s:.2}, \"total_s\": {total:.3}, \"flow_s\": {:.3}, \"hift_s\": {:.3}, \"s_per_audio_s\": {:.3}, \"peak_rss_mb\": {:.0}}}",
+        if dev.is_cuda() { "cuda" } else { "cpu" },
         candle_core::utils::get_num_threads(),
         median(flow),
         median(hift),

@@ -57,7 +57,11 @@ fn main() -> Result<()> {
         Some("bf16") => DType::BF16,
         _ => DType::F32,
     };
-    let dev = Device::Cpu;
+    // VOX_DEVICE=cuda: the first GPU (a `--features cuda` build).
+    let dev = match std::env::var("VOX_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0)?,
+        _ => Device::Cpu,
+    };
     let cfg = T3Config::english();
     let t0 = Instant::now();
     let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, dev.clone());
@@ -99,7 +103,8 @@ fn main() -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "{{\"impl\": \"vox\", \"dtype\": \"{dtype:?}\", \"steps\": {steps}, \"repeats\": {repeats}, \"text_tokens\": {text_len}, \"load_s\": {load_s:.2}, \"prefill_s\": {:.3}, \"decode_steps_per_s\": {:.3}, \"all_rates\": {rates:?}, \"peak_rss_mb\": {:.0}}}",
+        "{{\"impl\": \"vox\", \"device\": \"{}\", \"dtype\": \"{dtype:?}\", \"steps\": {steps}, \"repeats\": {repeats}, \"text_tokens\": {text_len}, \"load_s\": {load_s:.2}, \"prefill_s\": {:.3}, \"decode_steps_per_s\": {:.3}, \"all_rates\": {rates:?}, \"peak_rss_mb\": {:.0}}}",
+        if dev.is_cuda() { "cuda" } else { "cpu" },
         median(&mut prefill),
         median(&mut rates.clone()),
         peak_rss_mb()

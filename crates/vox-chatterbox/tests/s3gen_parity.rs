@@ -17,6 +17,19 @@ struct Fixture {
     io: HashMap<String, Tensor>,
 }
 
+/// The device the model runs on: `VOX_DEVICE=cuda` picks the first GPU (a `--features cuda`
+/// build); unset or `cpu`, the CPU. The SNRs are computed on the host either way.
+fn test_device() -> Device {
+    // One device for the whole binary: candle refuses to mix tensors of two `new_cuda(0)` handles.
+    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| match std::env::var("VOX_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("VOX_DEVICE=cuda: no CUDA device"),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("VOX_DEVICE={other:?}: use cpu or cuda"),
+    })
+    .clone()
+}
+
 fn fixture() -> Fixture {
     let dir = match std::env::var_os("VOX_S3GEN_FIXTURES") {
         Some(d) => PathBuf::from(d),
@@ -29,7 +42,7 @@ fn fixture() -> Fixture {
     );
     let cfg: S3GenConfig =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    let dev = Device::Cpu;
+    let dev = test_device();
     let vb = unsafe {
         VarBuilder::from_mmaped_safetensors(&[dir.join("weights.safetensors")], DType::F32, &dev)
             .unwrap()
@@ -58,7 +71,7 @@ impl Fixture {
             &self.tokens("prompt_token"),
             self.t("prompt_feat"),
             self.t("embedding"),
-            &Device::Cpu,
+            &test_device(),
         )
         .unwrap()
     }
@@ -95,7 +108,7 @@ fn all_tokens(f: &Fixture) -> Tensor {
     let mut toks = f.tokens("prompt_token");
     toks.extend(f.tokens("tokens"));
     let n = toks.len();
-    Tensor::from_vec(toks, (1, n), &Device::Cpu).unwrap()
+    Tensor::from_vec(toks, (1, n), &test_device()).unwrap()
 }
 
 #[test]
@@ -186,7 +199,7 @@ fn tokens_to_waveform_matches_reference() {
 #[test]
 fn builtin_voice_reads_conds_pt() {
     let f = fixture();
-    let voice = S3GenRef::from_conds_pt(&f.dir.join("conds.pt"), &Device::Cpu).unwrap();
+    let voice = S3GenRef::from_conds_pt(&f.dir.join("conds.pt"), &test_device()).unwrap();
     let toks: Vec<u32> = voice.prompt_token.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(toks, f.tokens("prompt_token"));
     assert_snr(

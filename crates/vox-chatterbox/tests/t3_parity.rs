@@ -15,7 +15,7 @@ const LOGIT_TOL: f32 = 1e-4;
 
 fn load(dir: &std::path::Path, dtype: DType) -> T3 {
     let cfg: T3Config = read_json(dir, "config.json");
-    T3::from_safetensors(&dir.join("t3_cfg.safetensors"), &cfg, dtype, &Device::Cpu).unwrap()
+    T3::from_safetensors(&dir.join("t3_cfg.safetensors"), &cfg, dtype, &test_device()).unwrap()
 }
 
 fn params(c: &Case) -> SamplingParams {

@@ -43,9 +43,24 @@ pub struct SttArgs {
     /// Word-level timings from cross-attention (in verbose_json: `words`; segment bounds follow the words).
     #[arg(long)]
     word_timestamps: bool,
-    /// auto (int8 decoder weights on CPU), float32, or int8.
+    /// auto (int8 decoder weights on CPU, float16 on CUDA), float32, float16, bfloat16, or int8.
     #[arg(long, default_value = "auto")]
     compute: String,
+    /// auto (the first GPU when built with `--features cuda` and one is there, else the CPU), cpu, or cuda.
+    #[arg(long, env = "VOX_DEVICE", default_value = "auto")]
+    device: String,
+}
+
+/// The candle device `--device` names. `cuda` fails in a build without the `cuda` feature or without a GPU.
+fn device(name: &str) -> Result<candle_core::Device> {
+    use candle_core::Device;
+    Ok(match name {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0).context("--device cuda")?,
+        "auto" if cfg!(feature = "cuda") => Device::new_cuda(0).unwrap_or(Device::Cpu),
+        "auto" => Device::Cpu,
+        other => bail!("--device {other:?}: use auto, cpu or cuda"),
+    })
 }
 
 pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
@@ -97,8 +112,9 @@ pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
         vox_audio::load_for_whisper(&bytes, hint.as_deref(), &vox_audio::Limits::default())
             .with_context(|| format!("{}", args.file.display()))?;
     let compute: vox_whisper::Compute = args.compute.parse()?;
+    let device = device(&args.device)?;
     let t0 = Instant::now();
-    let pipeline = WhisperPipeline::load_with(&snapshot.dir, &candle_core::Device::Cpu, compute)?;
+    let pipeline = WhisperPipeline::load_with(&snapshot.dir, &device, compute)?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut opts = TranscribeOptions {
         beam_size: args.beam_size,
@@ -118,7 +134,7 @@ pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
     let t1 = Instant::now();
     let t = tokio::task::spawn_blocking(move || pipeline.transcribe(&samples, &opts)).await??;
     let secs = t1.elapsed().as_secs_f64();
-    tracing::info!(model = %spec.name, load_s, transcribe_s = secs, audio_s = t.duration, rtf = secs / t.duration.max(1e-9), "transcribed");
+    tracing::info!(model = %spec.name, cuda = device.is_cuda(), load_s, transcribe_s = secs, audio_s = t.duration, rtf = secs / t.duration.max(1e-9), "transcribed");
     print!(
         "{}",
         render(

@@ -11,6 +11,19 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
+/// The device the parity tests run the model on: `VOX_DEVICE=cuda` picks the first GPU (a
+/// `--features cuda` build); unset or `cpu`, the CPU. Expected values stay on the CPU.
+pub fn test_device() -> Device {
+    // One device for the whole binary: candle refuses to mix tensors of two `new_cuda(0)` handles.
+    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| match std::env::var("VOX_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("VOX_DEVICE=cuda: no CUDA device"),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("VOX_DEVICE={other:?}: use cpu or cuda"),
+    })
+    .clone()
+}
+
 pub fn fixture_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("VOX_T3_FIXTURES")
         .map(PathBuf::from)
