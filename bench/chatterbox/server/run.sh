@@ -14,8 +14,9 @@ work=.cache/bench/chatterbox-server
 snap=$work/snapshot-$K
 out="bench/chatterbox/server/results-$(date +%Y%m%d).txt"
 [ -f "$snap/conds.pt" ] || .cache/py/cb/bin/python bench/chatterbox/server/make_snapshot.py "$snap" "$K"
-cargo build --release -q -p vox-cli
-vox=$PWD/target/release/vox
+# VOX_BIN: an already built release `vox` (e.g. from a clean worktree of a commit).
+if [ -z "${VOX_BIN:-}" ]; then cargo build --release -q -p vox-cli; fi
+vox=${VOX_BIN:-$PWD/target/release/vox}
 
 rm -rf "$work/models"; mkdir -p "$work/models"
 export MODELS_DIR=$PWD/$work/models HF_HUB_OFFLINE=1 VOX_LOG=info RAYON_NUM_THREADS=$THREADS

@@ -22,7 +22,9 @@ use vox_engine::{
 
 use crate::ChatterboxError;
 use crate::s3gen::{S3GEN_SR, S3Gen, S3GenConfig, S3GenNoise, S3GenRef, SeededNoise};
-use crate::t3::{SamplingParams, SeededUniforms, T3, T3Cond, T3Config, UniformSource, load_t3_cond};
+use crate::t3::{
+    SamplingParams, SeededUniforms, T3, T3Cond, T3Config, UniformSource, load_t3_cond,
+};
 use crate::text::EnTokenizer;
 
 /// The id of the voice stored in `conds.pt`.
@@ -75,9 +77,30 @@ impl GenerateOptions {
             *dst = v;
             Ok(())
         };
-        set("exaggeration", p.exaggeration, 0.25, 2.0, false, &mut o.exaggeration)?;
-        set("cfg_weight", p.cfg_weight, 0.0, 1.0, false, &mut s.cfg_weight)?;
-        set("temperature", p.temperature, 0.0, 5.0, true, &mut s.temperature)?;
+        set(
+            "exaggeration",
+            p.exaggeration,
+            0.25,
+            2.0,
+            false,
+            &mut o.exaggeration,
+        )?;
+        set(
+            "cfg_weight",
+            p.cfg_weight,
+            0.0,
+            1.0,
+            false,
+            &mut s.cfg_weight,
+        )?;
+        set(
+            "temperature",
+            p.temperature,
+            0.0,
+            5.0,
+            true,
+            &mut s.temperature,
+        )?;
         set("min_p", p.min_p, 0.0, 1.0, false, &mut s.min_p)?;
         set("top_p", p.top_p, 0.0, 1.0, true, &mut s.top_p)?;
         set(
@@ -131,7 +154,8 @@ impl ChatterboxEngine {
             file("tokenizer.json")?,
             file("conds.pt")?,
         );
-        let t3_cfg: T3Config = read_config(dir, "t3_config.json")?.unwrap_or_else(T3Config::english);
+        let t3_cfg: T3Config =
+            read_config(dir, "t3_config.json")?.unwrap_or_else(T3Config::english);
         let s3_cfg: S3GenConfig = read_config(dir, "s3gen_config.json")?.unwrap_or_default();
         let started = std::time::Instant::now();
         let t3 = T3::from_safetensors(&t3_path, &t3_cfg, dtype, device)?;
@@ -187,22 +211,19 @@ impl ChatterboxEngine {
             ..self.t3_cond.clone()
         };
         let max_new = opts.max_new_tokens.min(self.t3.max_new_tokens_cap());
-        let raw = self.t3.generate_until(
-            &cond,
-            &ids,
-            &opts.sampling,
-            max_new,
-            uniforms,
-            None,
-            stop,
-        )?;
+        let raw =
+            self.t3
+                .generate_until(&cond, &ids, &opts.sampling, max_new, uniforms, None, stop)?;
         let tokens = speech_tokens(&raw);
         let t3_secs = started.elapsed().as_secs_f32();
         if stop() {
             return Err(ChatterboxError::Cancelled);
         }
         if tokens.is_empty() {
-            tracing::warn!(text_tokens = ids.len(), "chatterbox: T3 produced no speech tokens");
+            tracing::warn!(
+                text_tokens = ids.len(),
+                "chatterbox: T3 produced no speech tokens"
+            );
             return Ok(Vec::new());
         }
         let wav = self.s3gen.inference(&tokens, &self.gen_ref, noise)?;
@@ -220,8 +241,14 @@ impl ChatterboxEngine {
 /// The speech tokens `generate()` hands to S3Gen: T3's output between its first BOS and first EOS, then only
 /// real speech tokens (`drop_invalid_tokens` and `speech_tokens < 6561`).
 pub fn speech_tokens(raw: &[u32]) -> Vec<u32> {
-    let start = raw.iter().position(|&t| t == SPEECH_SOS).map_or(0, |i| i + 1);
-    let end = raw.iter().position(|&t| t == SPEECH_EOS).unwrap_or(raw.len());
+    let start = raw
+        .iter()
+        .position(|&t| t == SPEECH_SOS)
+        .map_or(0, |i| i + 1);
+    let end = raw
+        .iter()
+        .position(|&t| t == SPEECH_EOS)
+        .unwrap_or(raw.len());
     raw.get(start..end.max(start))
         .unwrap_or_default()
         .iter()
@@ -362,13 +389,55 @@ mod tests {
             GenerateOptions::default()
         );
         for (name, p) in [
-            ("exaggeration", SynthesisParams { exaggeration: Some(3.0), ..Default::default() }),
-            ("cfg_weight", SynthesisParams { cfg_weight: Some(-0.1), ..Default::default() }),
-            ("temperature", SynthesisParams { temperature: Some(0.0), ..Default::default() }),
-            ("temperature", SynthesisParams { temperature: Some(f32::NAN), ..Default::default() }),
-            ("min_p", SynthesisParams { min_p: Some(1.5), ..Default::default() }),
-            ("top_p", SynthesisParams { top_p: Some(0.0), ..Default::default() }),
-            ("repetition_penalty", SynthesisParams { repetition_penalty: Some(0.5), ..Default::default() }),
+            (
+                "exaggeration",
+                SynthesisParams {
+                    exaggeration: Some(3.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cfg_weight",
+                SynthesisParams {
+                    cfg_weight: Some(-0.1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "temperature",
+                SynthesisParams {
+                    temperature: Some(0.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "temperature",
+                SynthesisParams {
+                    temperature: Some(f32::NAN),
+                    ..Default::default()
+                },
+            ),
+            (
+                "min_p",
+                SynthesisParams {
+                    min_p: Some(1.5),
+                    ..Default::default()
+                },
+            ),
+            (
+                "top_p",
+                SynthesisParams {
+                    top_p: Some(0.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "repetition_penalty",
+                SynthesisParams {
+                    repetition_penalty: Some(0.5),
+                    ..Default::default()
+                },
+            ),
         ] {
             let e = GenerateOptions::from_params(&p).unwrap_err().to_string();
             assert!(e.starts_with(name), "{e}");

@@ -134,15 +134,36 @@ fn the_same_seed_gives_the_same_audio_and_another_seed_other_audio() {
     assert!(others.iter().all(|o| *o != a));
     // Each parameter reaches the model: changing one changes the audio.
     let params = [
-        SynthesisParams { exaggeration: Some(1.5), ..Default::default() },
-        SynthesisParams { cfg_weight: Some(0.0), ..Default::default() },
-        SynthesisParams { temperature: Some(0.3), ..Default::default() },
-        SynthesisParams { min_p: Some(0.3), ..Default::default() },
-        SynthesisParams { top_p: Some(0.3), ..Default::default() },
-        SynthesisParams { repetition_penalty: Some(2.0), ..Default::default() },
+        SynthesisParams {
+            exaggeration: Some(1.5),
+            ..Default::default()
+        },
+        SynthesisParams {
+            cfg_weight: Some(0.0),
+            ..Default::default()
+        },
+        SynthesisParams {
+            temperature: Some(0.3),
+            ..Default::default()
+        },
+        SynthesisParams {
+            min_p: Some(0.3),
+            ..Default::default()
+        },
+        SynthesisParams {
+            top_p: Some(0.3),
+            ..Default::default()
+        },
+        SynthesisParams {
+            repetition_penalty: Some(2.0),
+            ..Default::default()
+        },
     ];
     for p in params {
-        let r = SynthesisRequest { params: p.clone(), ..req(text, 5) };
+        let r = SynthesisRequest {
+            params: p.clone(),
+            ..req(text, 5)
+        };
         let c = speak(&e, &r).unwrap();
         assert_ne!(c, a, "{p:?} changed nothing");
         assert_eq!(c, speak(&e, &r).unwrap(), "{p:?} is not reproducible");
@@ -154,20 +175,39 @@ fn bad_requests_and_incomplete_snapshots_are_refused_with_their_reason() {
     let (e, dir) = engine();
     let bad = |r: SynthesisRequest| speak(&e, &r).unwrap_err().to_string();
     assert!(bad(SynthesisRequest::new("  ")).contains("empty"));
-    let e1 = bad(SynthesisRequest { voice: Some("alice".into()), ..SynthesisRequest::new("Hi.") });
+    let e1 = bad(SynthesisRequest {
+        voice: Some("alice".into()),
+        ..SynthesisRequest::new("Hi.")
+    });
     assert!(e1.contains("unknown voice \"alice\""), "{e1}");
     let e2 = bad(SynthesisRequest {
-        params: SynthesisParams { temperature: Some(-1.0), ..Default::default() },
+        params: SynthesisParams {
+            temperature: Some(-1.0),
+            ..Default::default()
+        },
         ..SynthesisRequest::new("Hi.")
     });
     assert!(e2.contains("temperature -1"), "{e2}");
-    let e3 = bad(SynthesisRequest { speed: 1.5, ..SynthesisRequest::new("Hi.") });
+    let e3 = bad(SynthesisRequest {
+        speed: 1.5,
+        ..SynthesisRequest::new("Hi.")
+    });
     assert!(e3.contains("speed"), "{e3}");
     // The default voice by name is fine.
-    speak(&e, &SynthesisRequest { voice: Some("default".into()), ..req("Hi.", 1) }).unwrap();
+    speak(
+        &e,
+        &SynthesisRequest {
+            voice: Some("default".into()),
+            ..req("Hi.", 1)
+        },
+    )
+    .unwrap();
     // Over-long text (past the tiny model's 126-token text table) is the caller's mistake.
     let long = "word ".repeat(100);
-    assert!(matches!(speak(&e, &req(&long, 1)), Err(EngineError::InvalidRequest(_))));
+    assert!(matches!(
+        speak(&e, &req(&long, 1)),
+        Err(EngineError::InvalidRequest(_))
+    ));
 
     let snap = dir.path().join("snap");
     std::fs::remove_file(snap.join("conds.pt")).unwrap();
@@ -183,10 +223,16 @@ fn long_text_streams_the_first_sentence_before_the_next_is_spoken() {
     let mut pieces: Vec<(usize, u64)> = Vec::new();
     let before = e.chunks_spoken();
     let cancel = CancelToken::new();
-    synthesize_long(e.as_ref(), &req(text, 3), ChunkMode::PerSentence, &cancel, &mut |p| {
-        pieces.push((p.len(), e.chunks_spoken() - before));
-        Ok(())
-    })
+    synthesize_long(
+        e.as_ref(),
+        &req(text, 3),
+        ChunkMode::PerSentence,
+        &cancel,
+        &mut |p| {
+            pieces.push((p.len(), e.chunks_spoken() - before));
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(e.chunks_spoken() - before, 3);
     // The first sentence's audio left while only one chunk had been spoken.
@@ -194,19 +240,35 @@ fn long_text_streams_the_first_sentence_before_the_next_is_spoken() {
     assert_eq!(first_audio.1, 1, "{pieces:?}");
     // Each sentence alone gives the same samples as inside the long text (joins only fade edges and add
     // pauses): the total is the three chunks plus two 120 ms gaps.
-    let alone: usize = ["The quick brown fox jumps.", "A lazy dog sleeps.", "Birds sing at dawn."]
-        .iter()
-        .map(|s| speak(&e, &req(s, 3)).unwrap().len())
-        .sum();
+    let alone: usize = [
+        "The quick brown fox jumps.",
+        "A lazy dog sleeps.",
+        "Birds sing at dawn.",
+    ]
+    .iter()
+    .map(|s| speak(&e, &req(s, 3)).unwrap().len())
+    .sum();
     let total: usize = pieces.iter().map(|p| p.0).sum();
     assert_eq!(total, alone + 2 * 2880);
 
     // A cancelled caller gets no audio and the engine stops.
     let cancel = CancelToken::new();
     cancel.cancel();
-    let r = synthesize_long(e.as_ref(), &req(text, 3), ChunkMode::PerSentence, &cancel, &mut |_| Ok(()));
+    let r = synthesize_long(
+        e.as_ref(),
+        &req(text, 3),
+        ChunkMode::PerSentence,
+        &cancel,
+        &mut |_| Ok(()),
+    );
     assert!(matches!(r, Err(EngineError::Cancelled)));
-    let mut out = Collect { cancelled: true, ..Default::default() };
-    assert!(matches!(e.synthesize(&req("Hello there.", 1), &mut out), Err(EngineError::Cancelled)));
+    let mut out = Collect {
+        cancelled: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        e.synthesize(&req("Hello there.", 1), &mut out),
+        Err(EngineError::Cancelled)
+    ));
     assert_eq!(out.writes, 0);
 }

@@ -19,7 +19,15 @@ async fn post_tts_answers_a_wav_from_the_chatterbox_snapshot() {
     cfg.offline = true;
     cfg.scratch_dir = dir.path().join("scratch");
     let store = vox_store::ModelStore::new(cfg).unwrap();
-    vox_store::import(store.cache(), &snap, "", "vox-local/chatterbox-tiny", "main", None).unwrap();
+    vox_store::import(
+        store.cache(),
+        &snap,
+        "",
+        "vox-local/chatterbox-tiny",
+        "main",
+        None,
+    )
+    .unwrap();
     let manifest = vox_store::Manifest::parse(
         "[[models]]\nname = \"chatterbox-tiny\"\nengine = \"chatterbox\"\nrepo = \"vox-local/chatterbox-tiny\"\nrevision = \"main\"\nfiles = [\"*\"]\n",
         "test",
@@ -68,10 +76,14 @@ async fn post_tts_answers_a_wav_from_the_chatterbox_snapshot() {
     let again = post(body).await.unwrap().bytes().await.unwrap();
     assert_eq!(wav, again);
 
-    let r = post(json!({"text": "Hello.", "temperature": 9.0})).await.unwrap();
+    let r = post(json!({"text": "Hello.", "temperature": 9.0}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("temperature"));
-    let r = post(json!({"text": "Hello.", "voice": "nobody"})).await.unwrap();
+    let r = post(json!({"text": "Hello.", "voice": "nobody"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     stop.send(()).unwrap();

@@ -82,15 +82,9 @@ impl T3 {
         uniforms: &mut dyn UniformSource,
         trace: Option<&mut T3Trace>,
     ) -> Fallible<Vec<u32>> {
-        self.generate_until(
-            cond,
-            text,
-            params,
-            max_new_tokens,
-            uniforms,
-            trace,
-            &|| false,
-        )
+        self.generate_until(cond, text, params, max_new_tokens, uniforms, trace, &|| {
+            false
+        })
     }
 
     /// [`T3::generate`] that gives up with [`ChatterboxError::Cancelled`] as soon as `stop()` turns
