@@ -24,10 +24,10 @@ bin=/tmp/vox-gpu-bin
 step() { echo; echo "=== $* ($(date -u +%T))"; }
 run() { # run LIMIT_S CMD...: logs the command and its exit status
   local limit=$1; shift
-  echo "+ $*"
+  echo "+ $*" >&2
   timeout "$limit" "$@"
   local rc=$?
-  [ $rc -eq 0 ] || echo "!! exit $rc: $*"
+  [ $rc -eq 0 ] || echo "!! exit $rc: $*" >&2
   return $rc
 }
 
@@ -37,11 +37,13 @@ nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv
 
 step "libraries"
 rm -rf "$bin" && mkdir -p "$bin"
-python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$dev/bin.tar.xz" "$bin"
+for a in "$dev"/bin*.tar.xz; do
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$a" "$bin"
+done
 ls -la "$bin"
 model=/tmp/vox-gpu-model
 rm -rf "$model" && mkdir -p "$model"
-python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$dev/model.tar.xz" "$model"
+python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$(ls "$dev"/model.tar* | head -n1)" "$model"
 ls -la "$model"
 libdirs=()
 for so in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
@@ -119,7 +121,7 @@ rm -rf "$MODELS_DIR"
 run 60 "$bin/vox" --offline models import "$model" --as tiny-en >/dev/null
 printf '[[models]]\nname = "tiny-en"\nengine = "whisper"\nrepo = "vox-local/tiny-en"\nrevision = "main"\nfiles = ["*"]\n' \
   >/tmp/vox-gpu-manifest.toml
-for f in s05 long70; do
+for f in ${VOX_STT_FILES:-s05 long70}; do
   for cfg in cpu:auto cuda:auto cuda:float32; do
     d=${cfg%%:*} c=${cfg##*:}
     echo "--- $f --device $d --compute $c"
