@@ -37,7 +37,7 @@ nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv
 
 step "libraries"
 rm -rf "$bin" && mkdir -p "$bin"
-for a in "$dev"/bin*.tar.xz; do
+for a in "$dev"/bin*.tar*; do
   python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$a" "$bin"
 done
 ls -la "$bin"
