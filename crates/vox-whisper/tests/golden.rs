@@ -162,3 +162,29 @@ fn a_stop_request_ends_the_transcription_at_the_next_window() {
         "one window ran, the second was not started"
     );
 }
+
+/// Quantizing the decoder's weights while loading (from model.bin's float16, no f32 copy) gives the same
+/// model as quantizing the loaded f32 weights afterwards: the same beam-5 tokens and scores.
+#[test]
+fn int8_quantized_at_load_equals_int8_quantized_after_load() {
+    let Some(f) = fixture() else { return };
+    let after = pipeline_int8(f);
+    let at_load =
+        WhisperPipeline::load_with(&f.model, &Device::Cpu, vox_whisper::Compute::Int8).unwrap();
+    let opts = TranscribeOptions {
+        language: Some("en".into()),
+        temperatures: vec![0.0],
+        ..Default::default()
+    };
+    for name in ["s05", "s12", "long45"] {
+        let a = after.transcribe(&samples(f, name), &opts).unwrap();
+        let b = at_load.transcribe(&samples(f, name), &opts).unwrap();
+        let key = |t: &vox_whisper::Transcription| -> Vec<(Vec<u32>, f32)> {
+            t.segments
+                .iter()
+                .map(|s| (s.tokens.clone(), s.avg_logprob))
+                .collect()
+        };
+        assert_eq!(key(&a), key(&b), "{name}");
+    }
+}
