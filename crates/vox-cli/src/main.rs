@@ -1,11 +1,14 @@
 //! `vox`: the command line. It parses flags, resolves settings and calls the libraries; the work lives there.
 
 mod config;
+mod cost;
+mod job;
 mod models;
 mod progress;
 mod serve;
 mod stt;
 mod tts;
+mod worker;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -48,6 +51,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Speak text into an audio file with a voice of the manifest (no server).
     Tts(tts::TtsArgs),
+    /// Run durable TTS jobs: the jobs HTTP API and the runner that synthesizes and uploads.
+    Worker(worker::WorkerArgs),
+    /// Submit, inspect, list or cancel jobs of a running `vox worker`.
+    Job(job::JobArgs),
+    /// What instances and jobs cost (from the job database).
+    Cost(cost::CostArgs),
     /// Print the effective settings and where each came from (secrets masked).
     Config {
         /// JSON instead of a table.
@@ -113,6 +122,9 @@ fn main() -> ExitCode {
                     .build()?;
                 rt.block_on(tts::run(args, &settings))
             }
+            Command::Worker(args) => runtime()?.block_on(worker::run(args, &settings)),
+            Command::Job(args) => runtime()?.block_on(job::run(args)),
+            Command::Cost(args) => runtime()?.block_on(cost::run(args, &settings)),
         }
     })();
     match result {
@@ -122,6 +134,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// Human logs on a terminal, JSON logs otherwise. `VOX_LOG` (or `RUST_LOG`) sets the filter.

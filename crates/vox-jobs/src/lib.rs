@@ -12,6 +12,7 @@
 pub mod api;
 mod db;
 mod error;
+mod fleet_gpu;
 mod ledger;
 mod metrics;
 mod runner;
