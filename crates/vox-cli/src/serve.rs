@@ -93,6 +93,25 @@ pub async fn run(args: ServeArgs, settings: &Settings) -> Result<ExitCode> {
     let manifest = Manifest::load(args.manifest.as_deref().unwrap_or(settings.manifest()))?;
     let store = ModelStore::new(settings.store_config()?)?;
     let server = Server::bind(config).await?;
+    // Opt-in (VOX_WATCHDOG_IDLE_SECS): on a rented instance, stop it ourselves after a long idle deadline, so a
+    // crashed worker cannot leave a GPU billing.
+    if let Some(cfg) = vox_fleet::watchdog::WatchdogConfig::from_env() {
+        let cfg = cfg?;
+        let idle = server.state().0.idle.clone();
+        tokio::spawn(async move {
+            let signal = move || {
+                let r = idle.report();
+                vox_fleet::watchdog::IdleSignal {
+                    in_flight: r.in_flight as u64,
+                    idle_seconds: r.idle_seconds,
+                }
+            };
+            match vox_fleet::watchdog::run(cfg, signal, std::future::pending()).await {
+                Ok(outcome) => tracing::warn!(?outcome, "idle watchdog ended"),
+                Err(e) => tracing::error!(error = %e, "idle watchdog failed to stop this instance"),
+            }
+        });
+    }
     // One line on stdout for scripts and tests that bound port 0.
     println!(
         "{}",

@@ -49,6 +49,17 @@ pub struct SttArgs {
     /// auto (the first GPU when built with `--features cuda` and one is there, else the CPU), cpu, or cuda.
     #[arg(long, env = "VOX_DEVICE", default_value = "auto")]
     device: String,
+    /// Silero VAD model (ONNX; faster-whisper's wheel ships one in `faster_whisper/assets`): transcribe only the
+    /// speech it finds, like faster-whisper's `vad_filter=True`.
+    #[arg(long, env = "VOX_VAD_MODEL")]
+    vad_model: Option<PathBuf>,
+    /// Batched decoding of the speech chunks, like faster-whisper's BatchedInferencePipeline (no previous-text
+    /// prompt, no fallback; needs --vad-model for audio over 30 s).
+    #[arg(long)]
+    batched: bool,
+    /// Chunks encoded and decoded together with --batched.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
 }
 
 /// The candle device `--device` names. `cuda` fails in a build without the `cuda` feature or without a GPU.
@@ -116,6 +127,18 @@ pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
     let t0 = Instant::now();
     let pipeline = WhisperPipeline::load_with(&snapshot.dir, &device, compute)?;
     let load_s = t0.elapsed().as_secs_f64();
+    let vad = match &args.vad_model {
+        Some(p) => Some(
+            vox_whisper::vad::SileroVad::open(p)
+                .with_context(|| format!("--vad-model {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let base = if args.batched {
+        vox_whisper::batched::batched_options()
+    } else {
+        TranscribeOptions::default()
+    };
     let mut opts = TranscribeOptions {
         beam_size: args.beam_size,
         language: args.language.clone(),
@@ -126,13 +149,27 @@ pub async fn run(args: SttArgs, settings: &Settings) -> Result<ExitCode> {
         },
         initial_prompt: args.initial_prompt.clone(),
         word_timestamps: args.word_timestamps,
-        ..Default::default()
+        ..base
     };
     if args.no_fallback {
         opts.temperatures = vec![0.0];
     }
     let t1 = Instant::now();
-    let t = tokio::task::spawn_blocking(move || pipeline.transcribe(&samples, &opts)).await??;
+    let (batched, batch_size) = (args.batched, args.batch_size.max(1));
+    let t = tokio::task::spawn_blocking(move || match (batched, &vad) {
+        (true, vad) => vox_whisper::batched::BatchedPipeline::new(&pipeline, vad.as_ref())
+            .with_batch_size(batch_size)
+            .transcribe(&samples, &opts),
+        (false, Some(vad)) => vox_whisper::vad::transcribe_with_vad(
+            &pipeline,
+            vad,
+            &samples,
+            &opts,
+            &vox_whisper::vad::VadOptions::default(),
+        ),
+        (false, None) => pipeline.transcribe(&samples, &opts),
+    })
+    .await??;
     let secs = t1.elapsed().as_secs_f64();
     tracing::info!(model = %spec.name, cuda = device.is_cuda(), load_s, transcribe_s = secs, audio_s = t.duration, rtf = secs / t.duration.max(1e-9), "transcribed");
     print!(

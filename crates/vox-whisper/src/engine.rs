@@ -20,7 +20,12 @@ impl WhisperEngine {
     /// Loads the model in `dir` (a snapshot folder) on the GPU when this build has CUDA and one is present
     /// (float16), else on the CPU (int8 decoder weights: see [`crate::Compute::Auto`]).
     pub fn load(dir: &Path) -> Result<Self, WhisperError> {
-        let device = Device::cuda_if_available(0)?;
+        // `cuda_if_available` is true whenever the feature is compiled in; fall back to the CPU when no GPU opens.
+        let device = if cfg!(feature = "cuda") {
+            Device::new_cuda(0).unwrap_or(Device::Cpu)
+        } else {
+            Device::Cpu
+        };
         Ok(WhisperEngine {
             pipeline: WhisperPipeline::load_with(dir, &device, crate::Compute::Auto)?,
         })
