@@ -522,7 +522,9 @@ async fn two_workers_share_one_postgresql() {
 /// stops the server after the idle timeout; the instance's running interval lands in the cost report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_defaults_start_the_local_server_once_and_stop_it_when_idle() {
-    let Some(wheels) = prerequisites() else { return };
+    let Some(wheels) = prerequisites() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut c = vox(&dir.join("models"), "http://127.0.0.1:1");
@@ -537,7 +539,12 @@ async fn embedded_defaults_start_the_local_server_once_and_stop_it_when_idle() {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (s, v) = submit(&http, &w.base, json!({"text": format!("Local sentence {i}.")})).await;
+        let (s, v) = submit(
+            &http,
+            &w.base,
+            json!({"text": format!("Local sentence {i}.")}),
+        )
+        .await;
         assert_eq!(s, 201, "{v}");
         ids.push(v["id"].as_str().unwrap().to_string());
     }
