@@ -84,6 +84,100 @@ pub struct WorkerArgs {
     /// How long download links stay valid.
     #[arg(long, env = "VOX_LINK_TTL_SECS", default_value_t = 3600)]
     link_ttl_secs: u64,
+    /// Rent instances on Vast.ai (needs VAST_API_KEY) instead of running `vox serve` on this machine.
+    #[arg(long)]
+    vast: bool,
+    /// Vast.ai API base URL.
+    #[arg(long, env = "VAST_URL", default_value = vox_fleet::VAST_BASE_URL)]
+    vast_url: String,
+    /// Vast.ai instances to use first, in order (e.g. rented by hand; their volumes persist when stopped).
+    #[arg(long, env = "VOX_VAST_INSTANCES", value_delimiter = ',')]
+    vast_instances: Vec<u64>,
+    /// Label of the instances this worker rents, so it finds them again after a restart.
+    #[arg(long, env = "VOX_VAST_LABEL", default_value = "vox")]
+    vast_label: String,
+    /// Image for instances created from offers (a vox image: no weights inside; the volume is filled by
+    /// `vox models pull` at start).
+    #[arg(
+        long,
+        env = "VOX_VAST_IMAGE",
+        default_value = "ghcr.io/vox-speech/vox:latest"
+    )]
+    vast_image: String,
+    /// GPU model for new instances (Vast's gpu_name, e.g. "RTX 4090").
+    #[arg(long, env = "VOX_VAST_GPU")]
+    vast_gpu: Option<String>,
+    /// Disk of new instances in GB (holds the model volume).
+    #[arg(long, env = "VOX_VAST_DISK_GB", default_value_t = 40.0)]
+    vast_disk_gb: f64,
+    /// Most $/h to pay for a new instance.
+    #[arg(long, env = "VOX_VAST_MAX_DPH", default_value_t = 1.0)]
+    vast_max_dph: f64,
+}
+
+/// The Vast.ai side of `vox worker --vast`: which instances to use, and what a new one runs.
+fn vast_provider(args: &WorkerArgs) -> Result<vox_fleet::VastProvider> {
+    use vox_fleet::{CreateInstance, OfferQuery, Op, VastClient, VastProvider, VastRole};
+    let key = std::env::var("VAST_API_KEY")
+        .context("--vast needs VAST_API_KEY (console.vast.ai → Account → Keys)")?;
+    let client = VastClient::new(&args.vast_url, key)?;
+    let mut offers = OfferQuery::default()
+        .filter("dph_total", Op::Lte, args.vast_max_dph)
+        .allocated_storage(args.vast_disk_gb);
+    if let Some(gpu) = &args.vast_gpu {
+        offers = offers.filter("gpu_name", Op::Eq, gpu.clone());
+    }
+    let mut create = CreateInstance::new(args.vast_image.clone());
+    create.disk = args.vast_disk_gb;
+    create.onstart = Some(VastRole::vox_onstart());
+    // Idle deadline of the server's own watchdog: a backstop if this worker dies (its scoped key stops it).
+    create
+        .env
+        .insert("VOX_WATCHDOG_IDLE_SECS".into(), "3600".into());
+    Ok(VastProvider::new(
+        client,
+        VastRole {
+            label: args.vast_label.clone(),
+            instances: args.vast_instances.clone(),
+            offers,
+            create,
+            server_port: 8000,
+        },
+    ))
+}
+
+/// What the runner needs besides its instances.
+struct RunnerParts {
+    db: Db,
+    objects: Objects,
+    cfg: RunnerConfig,
+    metrics: Metrics,
+    rules: Arc<SubmitRules>,
+}
+
+/// Runs the idle loop and the job runner over a fleet of `provider`'s instances.
+fn spawn_fleet<P: vox_fleet::Provider>(
+    provider: P,
+    fc: FleetConfig,
+    parts: RunnerParts,
+    stop: tokio::sync::watch::Receiver<bool>,
+    background: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    let fleet = Arc::new(Fleet::new(provider, Arc::new(parts.db.clone()), fc));
+    let f = fleet.clone();
+    let idle_rx = stop.clone();
+    background.push(tokio::spawn(async move {
+        f.run_idle_loop(wait_true(idle_rx)).await
+    }));
+    let runner = Runner::new(
+        parts.db,
+        parts.objects,
+        fleet,
+        parts.cfg,
+        parts.metrics,
+        parts.rules,
+    );
+    background.push(tokio::spawn(runner.run(wait_true(stop))));
 }
 
 pub fn data_dir(flag: Option<PathBuf>, settings: &Settings) -> PathBuf {
@@ -176,27 +270,39 @@ pub async fn run(args: WorkerArgs, settings: &Settings) -> Result<ExitCode> {
             background.push(tokio::spawn(runner.run(wait_true(rx.clone()))));
         }
         None => {
-            // The embedded default: `vox serve` on this machine as the fleet's one instance.
-            let mut local = LocalConfig::new(settings.models_dir());
-            local.log = Some(data.join("serve.log"));
-            local.gpu_dph = args.tts_dph;
-            local.api_key = args.tts_key.clone();
             let mut fc = FleetConfig::new(cfg.holder.clone());
             if let Some(secs) = args.idle_timeout_secs {
                 fc.idle = IdlePolicy::Fixed(Duration::from_secs_f64(secs));
             }
-            let fleet = Arc::new(Fleet::new(
-                LocalProvider::new(local),
-                Arc::new(db.clone()),
-                fc,
-            ));
-            let f = fleet.clone();
-            let idle_rx = rx.clone();
-            background.push(tokio::spawn(async move {
-                f.run_idle_loop(wait_true(idle_rx)).await
-            }));
-            let runner = Runner::new(db.clone(), objects, fleet, cfg, metrics, rules);
-            background.push(tokio::spawn(runner.run(wait_true(rx.clone()))));
+            let parts = RunnerParts {
+                db: db.clone(),
+                objects,
+                cfg,
+                metrics,
+                rules,
+            };
+            if args.vast {
+                spawn_fleet(
+                    vast_provider(&args)?,
+                    fc,
+                    parts,
+                    rx.clone(),
+                    &mut background,
+                );
+            } else {
+                // The embedded default: `vox serve` on this machine as the fleet's one instance.
+                let mut local = LocalConfig::new(settings.models_dir());
+                local.log = Some(data.join("serve.log"));
+                local.gpu_dph = args.tts_dph;
+                local.api_key = args.tts_key.clone();
+                spawn_fleet(
+                    LocalProvider::new(local),
+                    fc,
+                    parts,
+                    rx.clone(),
+                    &mut background,
+                );
+            }
         }
     }
     println!(
