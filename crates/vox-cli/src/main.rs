@@ -52,7 +52,7 @@ enum Command {
     /// Speak text into an audio file with a voice of the manifest (no server).
     Tts(tts::TtsArgs),
     /// Run durable TTS jobs: the jobs HTTP API and the runner that synthesizes and uploads.
-    Worker(worker::WorkerArgs),
+    Worker(Box<worker::WorkerArgs>),
     /// Submit, inspect, list or cancel jobs of a running `vox worker`.
     Job(job::JobArgs),
     /// What instances and jobs cost (from the job database).
@@ -122,7 +122,7 @@ fn main() -> ExitCode {
                     .build()?;
                 rt.block_on(tts::run(args, &settings))
             }
-            Command::Worker(args) => runtime()?.block_on(worker::run(args, &settings)),
+            Command::Worker(args) => runtime()?.block_on(worker::run(*args, &settings)),
             Command::Job(args) => runtime()?.block_on(job::run(args)),
             Command::Cost(args) => runtime()?.block_on(cost::run(args, &settings)),
         }

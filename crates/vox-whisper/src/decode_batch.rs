@@ -15,6 +15,9 @@ use crate::decode::{
 use crate::model::{DecoderState, Whisper};
 use crate::tokenizer::Specials;
 
+/// One row's first-step no-speech probability and its top candidate (token, log-prob) pairs.
+type RowTop = (Option<f32>, Vec<(usize, f32)>);
+
 /// Generates tokens for every item of the encoder output `enc` (`[b, 1500, d]`), all with `prompt`.
 /// Sampling (`temperature > 0`) decodes the items one by one.
 pub fn generate_batch<R: Rng>(
@@ -192,7 +195,7 @@ pub(crate) fn beam_search_items(
         let logits = step_logits(model, &inputs, &mut state)?;
         // Per row: the first step's no-speech probability and the top `cands` log-probs (only those can
         // enter the item's global top `cands`).
-        let per_row: Vec<(Option<f32>, Vec<(usize, f32)>)> = logits
+        let per_row: Vec<RowTop> = logits
             .into_par_iter()
             .enumerate()
             .map(|(r, mut row)| {
