@@ -6,54 +6,16 @@
 //! Needs `silero_vad_v6.onnx` from the pinned faster-whisper wheel (tools/test-wheels.txt) and ONNX Runtime
 //! (tools/setup/onnxruntime.sh), besides the golden fixture.
 
+#[path = "common/silero.rs"]
+mod silero;
 #[path = "common/tiny_en.rs"]
 mod tiny_en;
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use serde_json::Value;
-use tiny_en::{fixture, in_ci, pipeline, root, samples};
+use silero::vad;
+use tiny_en::{fixture, pipeline, root, samples};
 use vox_whisper::TranscribeOptions;
-use vox_whisper::vad::{SileroVad, VadOptions, transcribe_with_vad};
-
-struct Vad {
-    _dir: tempfile::TempDir,
-    vad: SileroVad,
-}
-
-/// The VAD model from the faster-whisper wheel; `None` (a skip) only outside CI.
-fn vad() -> Option<&'static SileroVad> {
-    static V: OnceLock<Option<Vad>> = OnceLock::new();
-    V.get_or_init(|| {
-        let wheel = root().join(".cache/wheels/faster_whisper-1.2.1-py3-none-any.whl");
-        if !wheel.exists() || vox_onnx::locate().is_err() {
-            assert!(
-                !in_ci(),
-                "the faster-whisper wheel and ONNX Runtime are required under CI"
-            );
-            eprintln!(
-                "SKIPPED: needs {} and ONNX Runtime (tools/setup/onnxruntime.sh)",
-                wheel.display()
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path: PathBuf = dir.path().join("silero_vad_v6.onnx");
-        let mut z = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
-        let mut bytes = Vec::new();
-        z.by_name("faster_whisper/assets/silero_vad_v6.onnx")
-            .unwrap()
-            .read_to_end(&mut bytes)
-            .unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        let vad = SileroVad::open(&path).unwrap();
-        Some(Vad { _dir: dir, vad })
-    })
-    .as_ref()
-    .map(|v| &v.vad)
-}
+use vox_whisper::vad::{VadOptions, transcribe_with_vad};
 
 fn reference() -> Value {
     serde_json::from_str(
