@@ -203,6 +203,18 @@ impl Shared {
             .reconcile(cfg, w.instances.values());
     }
 
+    /// Advances every instance whose delay has passed, as Vast does on its own (real-time clock only).
+    fn tick(&self) {
+        let (now, delays) = (self.clock.now(), self.delays());
+        {
+            let mut w = self.world();
+            for i in w.instances.values_mut() {
+                i.observe(now, &delays);
+            }
+        }
+        self.reconcile_processes();
+    }
+
     fn epoch_now(&self) -> f64 {
         self.clock.epoch_at_start + self.clock.now().as_secs_f64()
     }
@@ -251,6 +263,21 @@ impl VastSim {
             procs: Mutex::default(),
             url,
         });
+        // On a real-time clock instances also move on their own, so a stop completes (and its billing ends)
+        // with nobody polling, as on Vast. A manual clock leaves every step to observations (tests that count
+        // them).
+        if !shared.cfg.manual_clock {
+            let weak = Arc::downgrade(&shared);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match weak.upgrade() {
+                        Some(s) => s.tick(),
+                        None => return,
+                    }
+                }
+            });
+        }
         let app = api::router(shared.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

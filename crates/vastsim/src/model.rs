@@ -235,7 +235,6 @@ pub struct World {
     /// Final charges of destroyed instances.
     pub destroyed: BTreeMap<u64, Billing>,
     pub next_id: u64,
-    pub next_host_port: u16,
     /// Starting credit; the balance is this minus all charges.
     pub credit: f64,
 }
@@ -248,7 +247,6 @@ impl World {
             instances: BTreeMap::new(),
             destroyed: BTreeMap::new(),
             next_id: 1000,
-            next_host_port: 41000,
             credit: 100.0,
         }
     }
@@ -283,12 +281,16 @@ impl World {
                 }
             }
         }
-        inner
-            .into_iter()
-            .map(|p| {
-                self.next_host_port += 1;
-                (p, self.next_host_port)
-            })
-            .collect()
+        inner.into_iter().map(|p| (p, free_host_port())).collect()
     }
+}
+
+/// A port nothing listens on now, from the OS. Ports are not counted up from a base: several simulators run
+/// at once (parallel tests), and a shared sequence would hand two instances the same port, so one `vox
+/// serve` would fail to bind.
+fn free_host_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }

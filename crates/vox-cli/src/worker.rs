@@ -113,6 +113,26 @@ pub struct WorkerArgs {
     /// Most $/h to pay for a new instance.
     #[arg(long, env = "VOX_VAST_MAX_DPH", default_value_t = 1.0)]
     vast_max_dph: f64,
+    /// Environment of new instances, KEY=VALUE, repeatable (e.g. HF_TOKEN, or VOX_WATCHDOG_IDLE_SECS to change
+    /// the server's own idle backstop). Never put R2 credentials here: the host is someone else's machine.
+    #[arg(long = "vast-env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    vast_env: Vec<(String, String)>,
+    /// How often the fleet polls an instance that is starting or stopping, and looks for idle ones.
+    #[arg(long, env = "VOX_FLEET_POLL_MS", default_value_t = 5_000)]
+    fleet_poll_ms: u64,
+    /// This worker's lease on an instance, renewed while it uses or keeps it warm; a dead worker's lease lapses
+    /// after this, and another worker may then stop the instance.
+    #[arg(long, env = "VOX_FLEET_LEASE_MS", default_value_t = 60_000)]
+    fleet_lease_ms: u64,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 /// The Vast.ai side of `vox worker --vast`: which instances to use, and what a new one runs.
@@ -121,8 +141,10 @@ fn vast_provider(args: &WorkerArgs) -> Result<vox_fleet::VastProvider> {
     let key = std::env::var("VAST_API_KEY")
         .context("--vast needs VAST_API_KEY (console.vast.ai → Account → Keys)")?;
     let client = VastClient::new(&args.vast_url, key)?;
+    // The server must be reachable on a published port: offers without direct ports cannot serve.
     let mut offers = OfferQuery::default()
         .filter("dph_total", Op::Lte, args.vast_max_dph)
+        .filter("direct_port_count", Op::Gte, 1)
         .allocated_storage(args.vast_disk_gb);
     if let Some(gpu) = &args.vast_gpu {
         offers = offers.filter("gpu_name", Op::Eq, gpu.clone());
@@ -134,6 +156,7 @@ fn vast_provider(args: &WorkerArgs) -> Result<vox_fleet::VastProvider> {
     create
         .env
         .insert("VOX_WATCHDOG_IDLE_SECS".into(), "3600".into());
+    create.env.extend(args.vast_env.iter().cloned());
     Ok(VastProvider::new(
         client,
         VastRole {
@@ -281,14 +304,32 @@ pub async fn run(args: WorkerArgs, settings: &Settings) -> Result<ExitCode> {
                 metrics,
                 rules,
             };
+            fc.poll_interval = Duration::from_millis(args.fleet_poll_ms.max(10));
+            fc.idle_check = fc.poll_interval;
+            fc.lease_ttl = Duration::from_millis(args.fleet_lease_ms.max(100));
             if args.vast {
-                spawn_fleet(
-                    vast_provider(&args)?,
-                    fc,
-                    parts,
-                    rx.clone(),
-                    &mut background,
-                );
+                let provider = vast_provider(&args)?;
+                // A wrong key is a start-up error, not a failed job later. A busy or failing API is not: the
+                // fleet retries it for every job.
+                use vox_fleet::VastError;
+                match provider.client().current_user().await {
+                    Ok(a) => {
+                        tracing::info!(account = a.id, credit = ?a.credit, "Vast.ai key accepted")
+                    }
+                    Err(
+                        e @ (VastError::Unauthorized { .. }
+                        | VastError::Forbidden { .. }
+                        | VastError::BadBaseUrl { .. }),
+                    ) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("checking VAST_API_KEY against {}", args.vast_url)));
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not check the Vast.ai key now; starting anyway (jobs retry the API)"
+                    ),
+                }
+                spawn_fleet(provider, fc, parts, rx.clone(), &mut background);
             } else {
                 // The embedded default: `vox serve` on this machine as the fleet's one instance.
                 let mut local = LocalConfig::new(settings.models_dir());

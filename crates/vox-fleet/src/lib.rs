@@ -37,6 +37,6 @@ pub use provider::{
     InstanceInfo, Provider, SERVER_KEY_ENV, VastProvider, VastRole, new_server_key,
 };
 pub use types::{
-    ActualStatus, CreateInstance, Created, Endpoint, Instance, Offer, OfferQuery, Op, PortBinding,
-    StartOutcome,
+    Account, ActualStatus, CreateInstance, Created, Endpoint, Instance, Offer, OfferQuery, Op,
+    PortBinding, StartOutcome,
 };

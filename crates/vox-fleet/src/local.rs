@@ -127,6 +127,17 @@ impl LocalProvider {
                 cmd.stderr(Stdio::inherit());
             }
         }
+        // If this worker dies (even by SIGKILL), the kernel sends the server SIGTERM and it drains and exits:
+        // the local analogue of the watchdog, so no "instance" outlives its worker. The signal follows the
+        // thread that spawned the child; here that is a runtime worker thread, which lives as long as the
+        // runtime.
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             fail(format!(
                 "cannot run {} (set the vox binary path): {e}",

@@ -72,10 +72,12 @@ pub struct VastRole {
 
 impl VastRole {
     /// An `onstart` for a vox image: fill the volume (`vox models pull`), then serve on `VOX_BIND`
-    /// (`0.0.0.0:<server_port>`, set in the env by [`VastProvider::new`]), logging to `/var/log/vox.log`.
-    /// Vast runs it at every container start; it returns at once, the server runs in the background.
+    /// (`0.0.0.0:<server_port>`, set in the env by [`VastProvider::new`]), logging to `$VOX_ONSTART_LOG`
+    /// (default `/var/log/vox.log`). Vast runs it at every container start; it returns at once, the server
+    /// runs in the background.
     pub fn vox_onstart() -> String {
-        "nohup sh -c 'vox models pull && exec vox serve' >> /var/log/vox.log 2>&1 &".to_owned()
+        "nohup sh -c 'vox models pull && exec vox serve' >> \"${VOX_ONSTART_LOG:-/var/log/vox.log}\" 2>&1 &"
+            .to_owned()
     }
 }
 

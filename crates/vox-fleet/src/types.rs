@@ -200,6 +200,15 @@ impl Endpoint {
     }
 }
 
+/// The account a key belongs to (`GET /users/current`; only the fields vox reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub id: u64,
+    /// Prepaid credit in dollars; at zero Vast stops every instance.
+    #[serde(default)]
+    pub credit: Option<f64>,
+}
+
 /// An offer from `POST /bundles/`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Offer {

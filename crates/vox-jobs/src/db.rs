@@ -190,6 +190,9 @@ CREATE TABLE vox_job_costs (
 pub struct Db {
     pub(crate) pool: AnyPool,
     pub(crate) dialect: Dialect,
+    /// Wakes this process's runners when a job is submitted through this handle (or its clones), so a job
+    /// submitted to a worker starts at once instead of at the next poll. Other processes still poll.
+    pub(crate) submitted: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -253,7 +256,11 @@ impl Db {
             .connect(&url)
             .await
             .map_err(JobsError::db("connect"))?;
-        let db = Db { pool, dialect };
+        let db = Db {
+            pool,
+            dialect,
+            submitted: Default::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -304,6 +311,7 @@ impl Db {
             .await
             .map_err(JobsError::db("insert a job"))?;
         if let Some(r) = row {
+            self.submitted.notify_waiters();
             return Ok((job_from(&r)?, true));
         }
         let key = job.idempotency_key.clone().unwrap_or_default();
@@ -314,6 +322,11 @@ impl Db {
             .await
             .map_err(JobsError::db("read a job by idempotency key"))?;
         Ok((job_from(&r)?, false))
+    }
+
+    /// Returns after `at_most`, or sooner when a job is submitted through this handle.
+    pub async fn wait_for_submission(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.submitted.notified()).await;
     }
 
     pub async fn get(&self, id: &str) -> Result<Job> {

@@ -1,7 +1,7 @@
 //! Prometheus counters of the worker. Job-state gauges and cost totals are read from the database at scrape
 //! time (see `api::metrics`), so they agree across workers sharing one PostgreSQL.
 
-use prometheus::{Counter, CounterVec, IntCounter, Opts, Registry};
+use prometheus::{Counter, CounterVec, Histogram, HistogramOpts, IntCounter, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -14,6 +14,8 @@ pub struct Metrics {
     pub reused: IntCounter,
     pub gpu_seconds: Counter,
     pub dollars: Counter,
+    /// Worker time per finished job beyond waiting for an instance, synthesis and upload.
+    pub overhead_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,6 +63,16 @@ impl Metrics {
             "Dollars of GPU time spent on jobs by this worker",
         )
         .unwrap();
+        let overhead_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vox_job_overhead_seconds",
+                "Worker time per finished job beyond the instance wait, the synthesis and the upload",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+            ]),
+        )
+        .unwrap();
         for c in [
             Box::new(submitted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(attempts.clone()),
@@ -68,6 +80,7 @@ impl Metrics {
             Box::new(reused.clone()),
             Box::new(gpu_seconds.clone()),
             Box::new(dollars.clone()),
+            Box::new(overhead_seconds.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -79,6 +92,7 @@ impl Metrics {
             reused,
             gpu_seconds,
             dollars,
+            overhead_seconds,
         }
     }
 }

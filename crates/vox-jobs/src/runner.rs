@@ -232,8 +232,19 @@ pub struct Runner<G: Gpu> {
 }
 
 enum Outcome {
-    Done { reused: bool },
+    Done { reused: bool, spans: Spans },
     Failed(TtsFailure),
+}
+
+/// Where an attempt's time went: the parts that are not the worker's own overhead.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spans {
+    /// Waiting for an instance (acquire; a start when the instance was stopped).
+    acquire: Duration,
+    /// The `/tts` request.
+    synth: Duration,
+    /// The object upload.
+    upload: Duration,
 }
 
 impl<G: Gpu> Runner<G> {
@@ -270,7 +281,7 @@ impl<G: Gpu> Runner<G> {
                 loop {
                     match me.run_once().await {
                         Ok(true) => {}
-                        Ok(false) => tokio::time::sleep(me.cfg.poll_interval).await,
+                        Ok(false) => me.db.wait_for_submission(me.cfg.poll_interval).await,
                         Err(e) => {
                             tracing::warn!(error = %e, "job loop");
                             tokio::time::sleep(me.cfg.poll_interval).await;
@@ -285,6 +296,7 @@ impl<G: Gpu> Runner<G> {
 
     /// Claims and runs one job. `false`: nothing was runnable.
     pub async fn run_once(&self) -> Result<bool> {
+        let t0 = Instant::now();
         let Some(job) = self.db.claim(&self.cfg.holder, self.cfg.lease_ttl).await? else {
             return Ok(false);
         };
@@ -300,10 +312,27 @@ impl<G: Gpu> Runner<G> {
             }
         };
         match outcome {
-            Outcome::Done { reused } => {
+            Outcome::Done { reused, spans } => {
                 if reused {
                     self.metrics.reused.inc();
                 }
+                // The worker's own cost per job: claim, object check, lease and records, HTTP and encoding
+                // around the engine, all but the instance wait, the synthesis and the upload.
+                let total = t0.elapsed();
+                let overhead = total.saturating_sub(spans.acquire + spans.synth + spans.upload);
+                self.metrics
+                    .overhead_seconds
+                    .observe(overhead.as_secs_f64());
+                let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+                tracing::info!(
+                    job = %job.id,
+                    total_ms = ms(total),
+                    acquire_ms = ms(spans.acquire),
+                    synth_ms = ms(spans.synth),
+                    upload_ms = ms(spans.upload),
+                    overhead_ms = ms(overhead),
+                    "job timings"
+                );
                 self.metrics.finished.with_label_values(&["done"]).inc();
             }
             Outcome::Failed(f) => {
@@ -350,19 +379,23 @@ impl<G: Gpu> Runner<G> {
             &job.params,
             &job.text,
         );
+        let mut spans = Spans::default();
         match self.objects.exists(&key).await {
-            Ok(true) => return self.finish(job, &key, true).await,
+            Ok(true) => return self.finish(job, &key, true, spans).await,
             Ok(false) => {}
             Err(e) => return Outcome::Failed(TtsFailure::infra(e.to_string())),
         }
+        let t = Instant::now();
         let inst = match self.gpu.acquire().await {
             Ok(i) => i,
             Err(e) => return Outcome::Failed(TtsFailure::infra(format!("no GPU instance: {e}"))),
         };
+        spans.acquire = t.elapsed();
         self.learn_voices(&inst).await;
         let t0 = Instant::now();
         let audio = self.synthesize(&inst, job).await;
-        let secs = t0.elapsed().as_secs_f64();
+        spans.synth = t0.elapsed();
+        let secs = spans.synth.as_secs_f64();
         let cost = JobCost {
             job_id: job.id.clone(),
             instance: inst.instance().to_string(),
@@ -385,21 +418,23 @@ impl<G: Gpu> Runner<G> {
             ("voice", job.voice.clone().unwrap_or_default()),
             ("model-revision", self.cfg.model_revision.clone()),
         ];
+        let t = Instant::now();
         if let Err(e) = self.objects.put(&key, audio, "audio/wav", &meta).await {
             return Outcome::Failed(TtsFailure::infra(e.to_string()));
         }
-        self.finish(job, &key, false).await
+        spans.upload = t.elapsed();
+        self.finish(job, &key, false, spans).await
     }
 
-    async fn finish(&self, job: &Job, key: &str, reused: bool) -> Outcome {
+    async fn finish(&self, job: &Job, key: &str, reused: bool, spans: Spans) -> Outcome {
         match self.db.complete(&job.id, &self.cfg.holder, key).await {
             Ok(true) => {
                 tracing::info!(job = %job.id, key, reused, "job done");
-                Outcome::Done { reused }
+                Outcome::Done { reused, spans }
             }
             Ok(false) => {
                 tracing::warn!(job = %job.id, "job finished elsewhere or cancelled; not marked done twice");
-                Outcome::Done { reused }
+                Outcome::Done { reused, spans }
             }
             Err(e) => Outcome::Failed(TtsFailure::infra(e.to_string())),
         }

@@ -1,6 +1,8 @@
 //! Shared setup for the CLI's end-to-end tests: run the real `vox` binary against real servers on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod jobs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -125,7 +125,9 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
             )
         };
         slot.lock().held = false;
-        let claim_ttl = self.cfg.policy.boot_deadline;
+        // A lease-length claim, renewed while the stop runs: a worker killed mid-stop blocks the instance's
+        // next start for one lease at most (a claim as long as the boot deadline held it for minutes).
+        let claim_ttl = self.cfg.lease_ttl;
         if !self
             .ledger
             .claim_stop(&slot.key, &self.cfg.holder, claim_ttl)
@@ -140,7 +142,22 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
         let timeout = info.as_ref().map(|i| self.idle_timeout(i));
         tracing::info!(instance = %slot.key, idle_s = idle_for.as_secs_f64(), idle_timeout_s = ?timeout.map(|t| t.as_secs_f64()),
             at_shutdown = now_anyway, "stopping idle instance");
-        let result = self.stop_and_wait(slot).await;
+        let renew = async {
+            loop {
+                tokio::time::sleep(claim_ttl / 3).await;
+                if let Err(e) = self
+                    .ledger
+                    .claim_stop(&slot.key, &self.cfg.holder, claim_ttl)
+                    .await
+                {
+                    tracing::warn!(instance = %slot.key, "stop claim renewal failed: {e}");
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = self.stop_and_wait(slot) => r,
+            () = renew => unreachable!("the renewal loop never ends"),
+        };
         self.ledger.end_stop(&slot.key, &self.cfg.holder).await?;
         result
     }
