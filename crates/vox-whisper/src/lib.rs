@@ -6,6 +6,7 @@
 //! the long-audio loop; `batched` faster-whisper's `BatchedInferencePipeline` (VAD chunks decoded together).
 
 pub mod align;
+mod attention;
 pub mod batched;
 pub mod cpu_ops;
 pub mod ct2;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod pipeline;
 pub mod rowmat;
 pub mod tokenizer;
+mod tokenizer_json;
 pub mod transcribe;
 pub mod vad;
 pub mod weights;

@@ -246,6 +246,30 @@ fn attend(
     Ok((out, want_weights.then_some(w)))
 }
 
+/// Unmasked attention of `[b, t, h*d]` projections through [`crate::attention`] on CPU f32 (the same scaling
+/// of the queries as [`attend`]); `None` elsewhere.
+fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, n_heads: usize) -> Result<Option<Tensor>> {
+    if !(q.device().is_cpu() && q.dtype() == DType::F32) {
+        return Ok(None);
+    }
+    let (b, t, hd) = q.dims3()?;
+    let s = k.dim(1)?;
+    let d = hd / n_heads;
+    let q = (q * (1.0 / (d as f64).sqrt()))?;
+    let (k, v) = (k.contiguous()?, v.contiguous()?);
+    let y = with_cpu_f32(&q, |q| {
+        with_cpu_f32(&k, |k| {
+            with_cpu_f32(&v, |v| {
+                crate::attention::attention(q, k, v, (b, n_heads, t, s, d))
+            })
+        })
+    })
+    .flatten()
+    .flatten();
+    y.map(|y| Tensor::from_vec(y, (b, t, hd), q.device()))
+        .transpose()
+}
+
 /// `[b, t, h*d]` → `[b, h, t, d]`.
 fn heads(x: &Tensor, n: usize) -> Result<Tensor> {
     let (b, t, hd) = x.dims3()?;
@@ -292,10 +316,18 @@ impl SelfAttention {
     /// Without a cache (the encoder).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.layer_norm.forward(x)?;
-        let q = heads(&self.q.forward(&h)?, self.n_heads)?;
-        let k = heads(&self.k.forward(&h)?, self.n_heads)?;
-        let v = heads(&self.v.forward(&h)?, self.n_heads)?;
-        let (o, _) = attend(&q, &k, &v, None, false)?;
+        let (q, k, v) = (
+            self.q.forward(&h)?,
+            self.k.forward(&h)?,
+            self.v.forward(&h)?,
+        );
+        let o = match fused_attention(&q, &k, &v, self.n_heads)? {
+            Some(o) => o,
+            None => {
+                let n = self.n_heads;
+                attend(&heads(&q, n)?, &heads(&k, n)?, &heads(&v, n)?, None, false)?.0
+            }
+        };
         x + self.out.forward(&o)?
     }
 

@@ -75,12 +75,7 @@ impl RowMatrix {
                     .zip(sb.iter_mut())
                     .zip(data.chunks(cols))
                 {
-                    let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let k = if amax > 0.0 { 127.0 / amax } else { 1.0 };
-                    for (o, v) in qr.iter_mut().zip(row) {
-                        *o = (v * k).round().clamp(-127.0, 127.0) as i8;
-                    }
-                    *s = 1.0 / k;
+                    *s = quantize_row(row, qr);
                 }
             });
         RowMatrix {
@@ -167,6 +162,44 @@ impl RowMatrix {
     pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
         matmul(self.as_rows(), self.rows, self.cols, x, m, bias)
     }
+}
+
+/// Quantizes one row into `out`; returns its scale (`value ≈ q * scale`).
+fn quantize_row(row: &[f32], out: &mut [i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn fast(row: &[f32], out: &mut [i8]) -> f32 {
+            quantize_row_body(row, out)
+        }
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { fast(row, out) };
+    }
+    quantize_row_body(row, out)
+}
+
+/// The loops of [`quantize_row`], written to vectorize: on baseline x86-64 `round` is a libm call per element
+/// (it was 40% of loading an int8 model); with SSE4.1/AVX2 it is one instruction for 8 lanes, same results.
+#[inline(always)]
+fn quantize_row_body(row: &[f32], out: &mut [i8]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    let amax = rest.iter().chain(&lanes).fold(0f32, |m, v| m.max(v.abs()));
+    let k = if amax > 0.0 { 127.0 / amax } else { 1.0 };
+    for (o, v) in out.iter_mut().zip(row) {
+        // `max`/`min` rather than `clamp`: they map NaN to -127, so `q` is always finite and in range.
+        #[allow(clippy::manual_clamp)]
+        let q = (v * k).round().max(-127.0).min(127.0);
+        // SAFETY: `q` is finite and within i32; a plain conversion vectorizes where the saturating `as` does not.
+        *o = unsafe { q.to_int_unchecked::<i32>() } as i8;
+    }
+    1.0 / k
 }
 
 /// `y = x · Wᵀ (+ bias)` for `W` `[n, k]`: `x` is `[m, k]` row-major, the result `[m, n]`.
@@ -384,6 +417,7 @@ mod kernel {
             }
         }
 
+        /// f32 weights: tiles of up to 4 weight rows × [`GROUP`] activation rows.
         #[inline(always)]
         unsafe fn dots<W: Weight>(w: &[W], k: usize, x: &[f32], out: &mut [f32]) {
             let m = x.len() / k;
@@ -418,9 +452,44 @@ mod kernel {
             unsafe { dots(w, k, x, out) }
         }
 
+        /// Activation rows per pass for int8 weights, two weight rows at a time: each 8-weight load is
+        /// converted to f32 once and used for up to 6 activation rows (beam 5 takes one pass), where the f32
+        /// tiling (4 × 3) would convert every weight twice for 5 rows. 12 + 2 + 1 registers.
+        const GROUP_I8: usize = 6;
+
         #[target_feature(enable = "avx2,fma")]
         pub unsafe fn dots_i8(w: &[i8], k: usize, x: &[f32], out: &mut [f32]) {
-            unsafe { dots(w, k, x, out) }
+            let m = x.len() / k;
+            let rows = w.len() / k;
+            let mut r0 = 0;
+            while r0 < rows {
+                let r = (rows - r0).min(2);
+                let (w, out) = (&w[r0 * k..(r0 + r) * k], &mut out[r0 * m..(r0 + r) * m]);
+                let mut i0 = 0;
+                while i0 < m {
+                    let g = (m - i0).min(GROUP_I8);
+                    // SAFETY (all arms): sizes match the slices; AVX2/FMA enabled on this function.
+                    unsafe {
+                        match (r, g) {
+                            (2, 6) => tile::<i8, 2, 6>(w, k, x, i0, m, out),
+                            (2, 5) => tile::<i8, 2, 5>(w, k, x, i0, m, out),
+                            (2, 4) => tile::<i8, 2, 4>(w, k, x, i0, m, out),
+                            (2, 3) => tile::<i8, 2, 3>(w, k, x, i0, m, out),
+                            (2, 2) => tile::<i8, 2, 2>(w, k, x, i0, m, out),
+                            (2, 1) => tile::<i8, 2, 1>(w, k, x, i0, m, out),
+                            (1, 6) => tile::<i8, 1, 6>(w, k, x, i0, m, out),
+                            (1, 5) => tile::<i8, 1, 5>(w, k, x, i0, m, out),
+                            (1, 4) => tile::<i8, 1, 4>(w, k, x, i0, m, out),
+                            (1, 3) => tile::<i8, 1, 3>(w, k, x, i0, m, out),
+                            (1, 2) => tile::<i8, 1, 2>(w, k, x, i0, m, out),
+                            (1, 1) => tile::<i8, 1, 1>(w, k, x, i0, m, out),
+                            _ => unreachable!("int8 tiles are at most 2 rows"),
+                        }
+                    }
+                    i0 += g;
+                }
+                r0 += r;
+            }
         }
     }
 }
@@ -502,6 +571,30 @@ mod tests {
         for (a, b) in r.iter().zip(&w[7 * k..8 * k]) {
             assert!((a - b).abs() <= amax / 254.0 + 1e-7);
         }
+    }
+
+    #[test]
+    fn vectorized_quantization_rounds_like_the_scalar_rule() {
+        // Values on exact half steps too (k * v = n + 0.5), which must round away from zero.
+        let (n, k) = (9, 37);
+        let mut w = data(n * k, 6);
+        w[3] = 127.0;
+        w[4] = 0.5;
+        w[5] = -1.5;
+        w[6] = 2.5;
+        let q = RowMatrix::quantize_int8(n, k, &w);
+        let Rows::Int8 { q: got, scale } = &q.w else {
+            unreachable!()
+        };
+        for (r, row) in w.chunks(k).enumerate() {
+            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = 127.0 / amax;
+            assert_eq!(scale[r], 1.0 / s);
+            for (c, v) in row.iter().enumerate() {
+                assert_eq!(got[r * k + c], (v * s).round().clamp(-127.0, 127.0) as i8);
+            }
+        }
+        assert_eq!(&got[3..7], &[127, 1, -2, 3]);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct WhisperTokenizer {
 
 impl WhisperTokenizer {
     pub fn from_file(path: &Path, vocab_size: usize) -> Result<Self, WhisperError> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+        let inner = crate::tokenizer_json::load(path).map_err(|e| {
             WhisperError::Model(format!(
                 "{}: cannot load the tokenizer: {e}",
                 path.display()
