@@ -40,7 +40,8 @@ struct Linear {
 
 enum LinearWeight {
     Dense(Tensor),
-    Int8(RowMatrix),
+    /// Row storage for [`rowmat`]: int8 (int8 models) or float16 (the f32 model's embeddings).
+    Rows(RowMatrix),
 }
 
 /// Up to this many activation rows, a CPU f32 product takes the row kernel.
@@ -85,7 +86,7 @@ impl Linear {
             None
         };
         Ok(Linear {
-            w: LinearWeight::Int8(rows),
+            w: LinearWeight::Rows(rows),
             b,
         })
     }
@@ -104,11 +105,11 @@ impl Linear {
                     .collect::<Result<Vec<_>>>()?;
                 (out, parts)
             }
-            LinearWeight::Int8(q) => (
+            LinearWeight::Rows(q) => (
                 q.rows() / n,
                 q.split_rows(n)
                     .into_iter()
-                    .map(LinearWeight::Int8)
+                    .map(LinearWeight::Rows)
                     .collect(),
             ),
         };
@@ -135,7 +136,7 @@ impl Linear {
         {
             let (n, k) = w.dims2()?;
             let data = w.flatten_all()?.to_vec1::<f32>()?;
-            self.w = LinearWeight::Int8(RowMatrix::quantize_int8(n, k, &data));
+            self.w = LinearWeight::Rows(RowMatrix::quantize_int8(n, k, &data));
         }
         Ok(())
     }
@@ -181,7 +182,7 @@ fn activation_rows(x: &Tensor) -> usize {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.w {
-            LinearWeight::Int8(q) => rows_product(x, q.as_rows(), q.rows(), self.b.as_ref()),
+            LinearWeight::Rows(q) => rows_product(x, q.as_rows(), q.rows(), self.b.as_ref()),
             LinearWeight::Dense(w) => {
                 if x.device().is_cpu() && x.dtype() == DType::F32 && activation_rows(x) <= FEW_ROWS
                 {
@@ -681,7 +682,7 @@ impl Decoder {
         let ids = tokens.flatten_all()?;
         let emb = match &self.embeddings {
             LinearWeight::Dense(e) => e.embedding(&ids)?,
-            LinearWeight::Int8(q) => {
+            LinearWeight::Rows(q) => {
                 let rows: Vec<f32> = ids
                     .to_vec1::<u32>()?
                     .into_iter()
@@ -717,7 +718,7 @@ impl Decoder {
         let proj = Linear {
             w: match &self.embeddings {
                 LinearWeight::Dense(e) => LinearWeight::Dense(e.clone()),
-                LinearWeight::Int8(_) => return self.logits_int8(hidden),
+                LinearWeight::Rows(_) => return self.logits_int8(hidden),
             },
             b: None,
         };
@@ -725,7 +726,7 @@ impl Decoder {
     }
 
     fn logits_int8(&self, hidden: &Tensor) -> Result<Tensor> {
-        let LinearWeight::Int8(q) = &self.embeddings else {
+        let LinearWeight::Rows(q) = &self.embeddings else {
             unreachable!("called for int8 embeddings")
         };
         rows_product(&hidden.to_dtype(DType::F32)?, q.as_rows(), q.rows(), None)
@@ -739,10 +740,13 @@ impl Decoder {
             LinearWeight::Dense(e) if e.device().is_cpu() && e.dtype() == DType::F32 => {
                 let (n, k) = e.dims2()?;
                 let data = e.flatten_all()?.to_vec1::<f32>()?;
-                self.embeddings = LinearWeight::Int8(RowMatrix::quantize_int8(n, k, &data));
+                self.embeddings = LinearWeight::Rows(RowMatrix::quantize_int8(n, k, &data));
             }
             LinearWeight::Dense(_) => return Ok(()),
-            LinearWeight::Int8(_) => {}
+            LinearWeight::Rows(q) if !q.is_int8() => {
+                self.embeddings = LinearWeight::Rows(q.to_int8())
+            }
+            LinearWeight::Rows(_) => {}
         }
         for l in &mut self.layers {
             for lin in [
@@ -809,12 +813,17 @@ impl Whisper {
         let dec_heads = w.scalar_i64("decoder/num_heads").unwrap_or(0) as usize;
         let conv1_w = w.get("encoder/conv1/weight", dtype, dev)?;
         let (d_model, n_mels, _) = conv1_w.dims3()?;
-        let embeddings = match int8
-            .then(|| w.rows_int8("decoder/embeddings/weight"))
-            .flatten()
-        {
-            Some(q) => LinearWeight::Int8(q),
-            None => LinearWeight::Dense(w.get("decoder/embeddings/weight", dtype, dev)?),
+        // The embeddings are also the output projection, the largest product of every decoding step. An f32 CPU
+        // model keeps a float16 checkpoint's values as they are (exact in f32; half the memory and load time).
+        let emb = "decoder/embeddings/weight";
+        let rows = match (dev.is_cpu() && dtype == DType::F32, int8) {
+            (true, true) => w.rows_int8(emb),
+            (true, false) => w.rows_f16(emb),
+            _ => None,
+        };
+        let embeddings = match rows {
+            Some(q) => LinearWeight::Rows(q),
+            None => LinearWeight::Dense(w.get(emb, dtype, dev)?),
         };
         let dec_pos = w.get("decoder/position_encodings/encodings", dtype, dev)?;
         let enc_pos = w.get("encoder/position_encodings/encodings", dtype, dev)?;
@@ -835,7 +844,7 @@ impl Whisper {
             decoder_layers: dec_layers,
             vocab_size: match &embeddings {
                 LinearWeight::Dense(e) => e.dim(0)?,
-                LinearWeight::Int8(q) => q.rows(),
+                LinearWeight::Rows(q) => q.rows(),
             },
             max_target_positions: dec_pos.dim(0)?,
             max_source_positions: enc_pos.dim(0)?,

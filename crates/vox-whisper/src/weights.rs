@@ -51,6 +51,11 @@ pub trait WhisperWeights {
     fn rows_int8(&self, _ct2_name: &str) -> Option<RowMatrix> {
         None
     }
+
+    /// A float16 `[rows, cols]` weight as half-precision rows, as stored; `None` for other sources or dtypes.
+    fn rows_f16(&self, _ct2_name: &str) -> Option<RowMatrix> {
+        None
+    }
 }
 
 /// Largest `N + 1` over names `{prefix}/layer_{N}/...` (0 if none).
@@ -93,6 +98,15 @@ impl WhisperWeights for Ct2Model {
 
     fn rows_int8(&self, ct2_name: &str) -> Option<RowMatrix> {
         self.quantize_rows_int8(ct2_name)
+    }
+
+    fn rows_f16(&self, ct2_name: &str) -> Option<RowMatrix> {
+        let v = self.var(ct2_name)?;
+        if v.dtype != crate::ct2::Ct2Dtype::F16 || v.shape.len() != 2 {
+            return None;
+        }
+        let data = bytemuck::pod_collect_to_vec::<u8, half::f16>(self.bytes(ct2_name)?);
+        Some(RowMatrix::from_f16(v.shape[0], v.shape[1], data))
     }
 }
 
