@@ -501,3 +501,49 @@ async fn vast_faults_kills_watchdog_and_bad_credentials() {
         "every earlier job is still done"
     );
 }
+
+/// Two workers on one PostgreSQL share the instance: one is created and started, neither stops it while the
+/// other has jobs on it, and it is stopped once, after both are idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vast_workers_share_one_instance_on_postgresql() {
+    let Some(mut w) = world().await else { return };
+    let Some(pg) = PgServer::start_or_skip() else {
+        return;
+    };
+    w.db_url = pg.create_db("jobs").await;
+    let db = Db::connect(&w.db_url).await.unwrap();
+    let a = w.worker("a", &[("VOX_CONCURRENCY", "1")]);
+    let b = w.worker("b", &[("VOX_CONCURRENCY", "1")]);
+    let mut ids = Vec::new();
+    // Three rounds of a job to each worker, back to back (well inside the idle timeout).
+    for round in 0..3 {
+        ids.extend(
+            w.submit_all(&a, &texts(&format!("Round {round} for a"), 1))
+                .await,
+        );
+        ids.extend(
+            w.submit_all(&b, &texts(&format!("Round {round} for b"), 1))
+                .await,
+        );
+        let done = wait_final(&db, &ids, &[&a, &b]).await;
+        assert!(done.iter().all(|j| j.state == JobState::Done), "{done:?}");
+    }
+    let all = w.sim.instance_ids();
+    assert_eq!(all.len(), 1, "one shared instance: {all:?}");
+    assert_eq!(creates(&w.sim), 1);
+    let id = all[0];
+    assert_eq!(
+        state_puts(&w.sim, id),
+        0,
+        "never stopped while either worker used it"
+    );
+    w.wait_exited(id, Duration::from_secs(60), &[&a, &b]).await;
+    assert_eq!(
+        state_puts(&w.sim, id),
+        1,
+        "stopped once, after both were idle"
+    );
+    let r = db.cost_report().await.unwrap();
+    assert_eq!(r.jobs.len(), 6);
+    assert!(r.jobs.iter().all(|j| j.instance == format!("vast/{id}")));
+}
