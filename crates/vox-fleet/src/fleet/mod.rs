@@ -516,16 +516,44 @@ impl<P: Provider, L: LeaseStore + CostLedger + 'static> Inner<P, L> {
             }
         }
         if self.cfg.create_when_exhausted {
+            // One worker rents at a time, under a claim in the shared store (the stop-claim primitive on a key
+            // of its own): two workers that find nothing at the same moment would otherwise rent a box each.
+            // The others wait for the claim to go, then look again and find the new instance by its label.
+            let claim = format!("{}/new", self.provider.kind());
+            if !self
+                .ledger
+                .claim_stop(&claim, &self.cfg.holder, self.cfg.lease_ttl)
+                .await?
+            {
+                tracing::info!("another worker is renting an instance; waiting for it");
+                let deadline = self.now() + self.cfg.policy.boot_deadline;
+                loop {
+                    tokio::time::sleep(self.cfg.poll_interval).await;
+                    if self
+                        .ledger
+                        .claim_stop(&claim, &self.cfg.holder, self.cfg.lease_ttl)
+                        .await?
+                    {
+                        self.ledger.end_stop(&claim, &self.cfg.holder).await?;
+                        break;
+                    }
+                    if self.now() > deadline {
+                        reasons.push(format!(
+                            "{claim}: another worker kept renting past the boot deadline"
+                        ));
+                        return Err(FleetError::NoInstance { reasons });
+                    }
+                }
+                return Box::pin(self.slow_path()).await;
+            }
             // Not retried here: a create that failed ambiguously may have rented a box (the client retries
             // only answers that prove it did not).
-            let id = self
-                .provider
-                .create(&avoid)
-                .await
-                .map_err(|source| FleetError::Provider {
-                    instance: format!("{}/new", self.provider.kind()),
-                    source,
-                })?;
+            let created = self.provider.create(&avoid).await;
+            self.ledger.end_stop(&claim, &self.cfg.holder).await?;
+            let id = created.map_err(|source| FleetError::Provider {
+                instance: claim.clone(),
+                source,
+            })?;
             tracing::info!(instance = %self.key(id), "created a new instance");
             match self.bring_up(self.slot(id)).await {
                 Ok(g) => return Ok(g),
