@@ -1,5 +1,6 @@
 //! Time of the decoder's per-token products (rowmat): the 51864 × 384 output projection and a 1536 × 384
-//! feed-forward matrix, int8 and f32, for 1 and 5 activation rows (greedy, beam 5). Best of N.
+//! feed-forward matrix, f32, int8 weights with f32 activations, and int8 × int8 (quantized activations, the
+//! output projection's kernel), for 1 and 5 activation rows (greedy, beam 5). Best of N.
 //!
 //!   cargo run --release -p vox-whisper --example rowmat_bench -- [N]
 
@@ -21,10 +22,11 @@ fn main() {
     for (n, k) in [(51864, 384), (1536, 384)] {
         let w = data(n * k);
         let q = RowMatrix::quantize_int8(n, k, &w);
+        let qq = q.to_int8().with_int8_activations();
         let f = RowMatrix::from_f32(n, k, w);
         for m in [1, 5] {
             let x = data(m * k);
-            for (name, mat) in [("int8", &q), ("f32", &f)] {
+            for (name, mat) in [("int8", &q), ("int8 x int8", &qq), ("f32", &f)] {
                 let mut best = f64::MAX;
                 for _ in 0..n_iter {
                     let t = Instant::now();

@@ -76,8 +76,10 @@ pub(crate) struct Rules<'a> {
 
 impl Rules<'_> {
     /// Applies every rule to one row of logits, given the tokens generated so far in that row.
+    /// A disabled token's logit becomes −∞ (CTranslate2 applies its "disable" list the same way, after the
+    /// penalties).
     pub(crate) fn apply(&self, step: usize, logits: &mut [f32], seq: &[u32]) {
-        let mut disabled = vec![false; self.vocab];
+        const OFF: f32 = f32::NEG_INFINITY;
         if self.opts.repetition_penalty != 1.0 {
             let p = self.opts.repetition_penalty;
             for &t in seq {
@@ -90,39 +92,39 @@ impl Rules<'_> {
             let tail = &seq[seq.len() + 1 - n..];
             for w in seq.windows(n) {
                 if w[..n - 1] == *tail {
-                    disabled[w[n - 1] as usize] = true;
+                    logits[w[n - 1] as usize] = OFF;
                 }
             }
         }
         for &t in &self.opts.suppress_tokens {
             if (t as usize) < self.vocab {
-                disabled[t as usize] = true;
+                logits[t as usize] = OFF;
             }
         }
         if self.opts.suppress_blank && step == 0 {
             for &t in &self.opts.suppress_blank_ids {
                 if (t as usize) < self.vocab {
-                    disabled[t as usize] = true;
+                    logits[t as usize] = OFF;
                 }
             }
         }
         if self.timestamps {
-            self.timestamp_rules(step, logits, seq, &mut disabled);
+            self.timestamp_rules(step, logits, seq);
         }
-        apply_disabled(logits, &disabled);
     }
 
     /// CTranslate2's `ApplyTimestampRules`.
-    fn timestamp_rules(&self, step: usize, logits: &mut [f32], seq: &[u32], disabled: &mut [bool]) {
+    fn timestamp_rules(&self, step: usize, logits: &mut [f32], seq: &[u32]) {
+        const OFF: f32 = f32::NEG_INFINITY;
         let (eot, tb) = (self.sp.eot as usize, self.sp.timestamp_begin as usize);
         let te = self.vocab - 1;
-        disabled[self.sp.no_timestamps as usize] = true;
+        logits[self.sp.no_timestamps as usize] = OFF;
         let mut check_prob = false;
         if step == 0 {
-            disabled[..tb].iter_mut().for_each(|d| *d = true);
+            logits[..tb].fill(OFF);
             let max_initial = tb + self.opts.max_initial_timestamp_index;
-            for d in disabled.iter_mut().take(te + 1).skip(max_initial + 1) {
-                *d = true;
+            if max_initial < te {
+                logits[max_initial + 1..=te].fill(OFF);
             }
         } else {
             let last = seq[step - 1] as usize;
@@ -133,9 +135,9 @@ impl Rules<'_> {
                     last
                 };
                 if penultimate >= tb {
-                    disabled[tb..=te].iter_mut().for_each(|d| *d = true);
+                    logits[tb..=te].fill(OFF);
                 } else {
-                    disabled[..eot].iter_mut().for_each(|d| *d = true);
+                    logits[..eot].fill(OFF);
                     check_prob = true;
                 }
             } else {
@@ -143,41 +145,21 @@ impl Rules<'_> {
             }
             // Timestamps do not decrease.
             if let Some(&t) = seq[..step].iter().rev().find(|t| **t as usize >= tb) {
-                disabled[tb..t as usize].iter_mut().for_each(|d| *d = true);
+                logits[tb..t as usize].fill(OFF);
             }
         }
         if check_prob {
-            apply_disabled(logits, disabled);
-            let lp = log_softmax(logits);
-            let max_text = lp[..tb].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let ts = logsumexp(&lp[tb..=te]);
-            if ts > max_text {
-                disabled[..tb].iter_mut().for_each(|d| *d = true);
+            // CTranslate2 compares in log-probabilities: logsumexp(lp[tb..]) > max(lp[..tb]). The normalizer
+            // is on both sides, so the logits compare the same way.
+            let max_text = logits[..tb].iter().copied().fold(OFF, f32::max);
+            if logsumexp(&logits[tb..=te]) > max_text {
+                logits[..tb].fill(OFF);
             }
         }
     }
 }
 
-fn apply_disabled(logits: &mut [f32], disabled: &[bool]) {
-    for (l, d) in logits.iter_mut().zip(disabled) {
-        if *d {
-            *l = f32::NEG_INFINITY;
-        }
-    }
-}
-
-fn logsumexp(x: &[f32]) -> f32 {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if m == f32::NEG_INFINITY {
-        return m;
-    }
-    m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln()
-}
-
-pub(crate) fn log_softmax(x: &[f32]) -> Vec<f32> {
-    let lse = logsumexp(x);
-    x.iter().map(|v| v - lse).collect()
-}
+use crate::cpu_ops::logsumexp;
 
 pub(crate) fn softmax_at(x: &[f32], i: usize) -> f32 {
     (x[i] - logsumexp(x)).exp()
@@ -307,13 +289,12 @@ fn greedy<R: Rng>(
             nsp = softmax_at(&logits, rules.sp.no_speech as usize);
         }
         rules.apply(step, &mut logits, &seq);
-        let lp = log_softmax(&logits);
         let id = if temperature > 0.0 {
             sample(&logits, temperature, rng)
         } else {
-            argmax(&lp)
+            argmax(&logits)
         };
-        score += lp[id];
+        score += logits[id] - logsumexp(&logits);
         if id as u32 == rules.sp.eot {
             break;
         }
@@ -363,17 +344,37 @@ fn beam_search(
     )
 }
 
-/// Indices and values of the `k` largest entries, largest first.
+/// Indices and values of the `k` largest finite-or-+∞ entries (−∞ are skipped), largest first, ties by index.
+/// One pass: an entry enters only if it beats the current `k`-th, which after the first few hundred entries
+/// almost none does.
 pub(crate) fn top_k(x: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut idx: Vec<usize> = (0..x.len()).filter(|i| x[*i] > f32::NEG_INFINITY).collect();
-    let k = k.min(idx.len());
+    let mut top: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
     if k == 0 {
-        return Vec::new();
+        return top;
     }
-    idx.select_nth_unstable_by(k - 1, |a, b| x[*b].total_cmp(&x[*a]).then(a.cmp(b)));
-    idx.truncate(k);
-    idx.sort_by(|a, b| x[*b].total_cmp(&x[*a]).then(a.cmp(b)));
-    idx.into_iter().map(|i| (i, x[i])).collect()
+    let mut floor = f32::NEG_INFINITY;
+    for (i, &v) in x.iter().enumerate() {
+        if v > floor {
+            // After every kept entry with a value ≥ v (those came first, so they win ties).
+            let at = top.partition_point(|e| e.1 >= v);
+            top.insert(at, (i, v));
+            if top.len() > k {
+                top.pop();
+            }
+            if top.len() == k {
+                floor = top[k - 1].1;
+            }
+        }
+    }
+    top
+}
+
+/// The `k` most likely tokens of one row of logits and their log-probabilities, most likely first.
+pub(crate) fn top_log_probs(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let lse = logsumexp(logits);
+    let mut top = top_k(logits, k);
+    top.iter_mut().for_each(|e| e.1 -= lse);
+    top
 }
 
 #[cfg(test)]
@@ -388,10 +389,12 @@ mod tests {
     }
 
     #[test]
-    fn log_softmax_normalizes() {
-        let lp = log_softmax(&[1.0, 2.0, 3.0]);
-        let total: f32 = lp.iter().map(|v| v.exp()).sum();
+    fn top_log_probs_are_normalized_log_probabilities() {
+        let lp = top_log_probs(&[1.0, 3.0, 2.0, f32::NEG_INFINITY], 4);
+        assert_eq!(lp.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2, 0]);
+        let total: f32 = lp.iter().map(|e| e.1.exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
+        assert!((lp[0].1 - (3.0 - (1f32.exp() + 2f32.exp() + 3f32.exp()).ln())).abs() < 1e-6);
     }
 
     fn specials() -> Specials {

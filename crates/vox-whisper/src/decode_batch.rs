@@ -9,8 +9,8 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::decode::{
-    GenerateOptions, Generation, Rules, argmax, finalize, generate, log_softmax, prompt_layout,
-    rows, softmax_at, top_k,
+    GenerateOptions, Generation, Rules, argmax, finalize, generate, prompt_layout, rows,
+    softmax_at, top_log_probs,
 };
 use crate::model::{DecoderState, Whisper};
 use crate::tokenizer::Specials;
@@ -126,9 +126,8 @@ fn greedy_items(
             .map(|(mut row, &i)| {
                 let nsp = (step == 0).then(|| softmax_at(&row, rules.sp.no_speech as usize));
                 rules.apply(step, &mut row, &out[i].0);
-                let lp = log_softmax(&row);
-                let id = argmax(&lp);
-                (id, lp[id], nsp)
+                let id = argmax(&row);
+                (id, row[id] - crate::cpu_ops::logsumexp(&row), nsp)
             })
             .collect();
         let (mut kept, mut next_active, mut next_inputs) = (Vec::new(), Vec::new(), Vec::new());
@@ -203,7 +202,7 @@ pub(crate) fn beam_search_items(
                 let nsp =
                     (step == 0 && b == 0).then(|| softmax_at(&row, rules.sp.no_speech as usize));
                 rules.apply(step, &mut row, &it.alive[b].0);
-                (nsp, top_k(&log_softmax(&row), cands))
+                (nsp, top_log_probs(&row, cands))
             })
             .collect();
         let last_step = step + 1 == max_new;
