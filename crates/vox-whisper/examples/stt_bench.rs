@@ -50,7 +50,8 @@ fn main() {
         })
         .collect();
     vox_whisper::cpu_ops::keep_freed_memory();
-    // VOX_COMPUTE=int8: int8 weights for the decoder's per-token products (activations stay f32);
+    // VOX_COMPUTE=int8: int8 weights for the decoder's per-token products (activations stay f32, except in the
+    // output projection: rowmat::i8i8);
     // f16: half-precision weights and activations (for CUDA). VOX_DEVICE=cuda: the first GPU (a
     // `--features cuda` build).
     let compute = std::env::var("VOX_COMPUTE").unwrap_or_default();
