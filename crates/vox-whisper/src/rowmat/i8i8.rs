@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-/// Output rows per block (lanes of one register).
+/// Output rows per block: two AVX2 registers of 8 i32 lanes.
 const LANES: usize = 16;
 /// Blocks per parallel task: 256 output rows, as the f32 kernel's tasks.
 const BLOCKS_PER_TASK: usize = 16;
