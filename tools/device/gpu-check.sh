@@ -139,8 +139,14 @@ for l in open(sys.argv[1]):
       "$OUT/vox-stt-$f-$d-$c.err"
     grep -iE 'error|panic' "$OUT/vox-stt-$f-$d-$c.err" | head -5
   done
-  cmp -s "$OUT/vox-stt-$f-cpu-auto.txt" "$OUT/vox-stt-$f-cuda-auto.txt" && echo "$f: CPU and CUDA transcripts identical" \
-    || echo "$f: CPU and CUDA transcripts DIFFER"
+  # Two empty outputs (a failed or missing binary) are not a match.
+  if [ ! -s "$OUT/vox-stt-$f-cpu-auto.txt" ] || [ ! -s "$OUT/vox-stt-$f-cuda-auto.txt" ]; then
+    echo "$f: NO TRANSCRIPT to compare"
+  elif cmp -s "$OUT/vox-stt-$f-cpu-auto.txt" "$OUT/vox-stt-$f-cuda-auto.txt"; then
+    echo "$f: CPU and CUDA transcripts identical"
+  else
+    echo "$f: CPU and CUDA transcripts DIFFER"
+  fi
 done
 unset VOX_LOG
 
