@@ -127,6 +127,18 @@ impl Packed {
     /// `y = x · Wᵀ (+ bias)`: `x` is `[m, k]` row-major f32, quantized per row here; the result `[m, n]`.
     /// Parallel over blocks of output rows when `parallel`.
     pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, parallel: bool) -> Vec<f32> {
+        self.product(x, m, bias, parallel, cpu_has_avx2())
+    }
+
+    /// [`Self::matmul`] on the AVX2 kernel (`simd`, which needs AVX2 and FMA) or the portable loops.
+    fn product(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        parallel: bool,
+        simd: bool,
+    ) -> Vec<f32> {
         let (n, k, kp) = (self.n, self.k, self.kp);
         assert_eq!(x.len(), m * k, "Packed::matmul: x shape");
         if let Some(b) = bias {
@@ -140,7 +152,7 @@ impl Packed {
             let (b0, b1) = (t * BLOCKS_PER_TASK, ((t + 1) * BLOCKS_PER_TASK).min(blocks));
             // SAFETY: task `t` writes only the output columns of its blocks `b0..b1` (each in `0..n`, rows
             // `0..m`), which no other task writes; `y` outlives the tasks.
-            unsafe { self.blocks(b0, b1, &xq, &xa, &xs, m, bias, out) };
+            unsafe { self.blocks(b0, b1, &xq, &xa, &xs, m, bias, out, simd) };
         };
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
         if parallel {
@@ -170,7 +182,8 @@ impl Packed {
     /// Output columns of blocks `b0..b1`, every activation row.
     ///
     /// # Safety
-    /// `out` points to an `[m, n]` f32 buffer whose columns of these blocks no one else touches meanwhile.
+    /// `out` points to an `[m, n]` f32 buffer whose columns of these blocks no one else touches meanwhile;
+    /// `simd` only if the CPU has AVX2 and FMA.
     #[allow(clippy::too_many_arguments)]
     unsafe fn blocks(
         &self,
@@ -182,13 +195,16 @@ impl Packed {
         m: usize,
         bias: Option<&[f32]>,
         out: OutPtr,
+        simd: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if cpu_has_avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above); the caller's contract on `out`.
+        if simd {
+            // SAFETY: the CPU has AVX2 and FMA (the caller's contract), and the caller's contract on `out`.
             return unsafe { x86::blocks(self, b0, b1, xq, xa, xs, m, bias, out) };
         }
-        // Portable path (a packed matrix without AVX2 only arises in tests): the same integer sums.
+        let _ = simd;
+        // Portable path: the same integer sums, for CPUs without AVX2 (where `enabled` keeps matrices
+        // unpacked, so only the tests run it).
         let steps = self.kp / 4;
         for j in b0..b1 {
             for lane in 0..LANES {
@@ -428,8 +444,11 @@ mod tests {
             let p = Packed::new(n, k, &w, &ws);
             assert_eq!(p.unpack(), (w.clone(), ws.clone()));
             let want = reference(&w, &ws, &x, m, n, k);
-            for parallel in [false, true] {
-                let got = p.matmul(&x, m, Some(&b), parallel);
+            // Both paths (the portable one too, which this CPU would not otherwise run), both schedules.
+            let runs =
+                [false, true].map(|parallel| [(parallel, false), (parallel, cpu_has_avx2())]);
+            for (parallel, simd) in runs.into_iter().flatten() {
+                let got = p.product(&x, m, Some(&b), parallel, simd);
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     let e = e + b[i % n] as f64;
                     // Only the f32 rounding of the final multiply-add differs.
