@@ -83,6 +83,7 @@ fn main() {
     let mut per_file: Vec<Vec<f64>> = vec![Vec::new(); audio.len()];
     let mut totals = Vec::new();
     let mut texts = vec![String::new(); audio.len()];
+    let mut spans: Vec<Vec<(f64, f64)>> = vec![Vec::new(); audio.len()];
     for _ in 0..repeats {
         let mut total = 0.0;
         for (i, (_, a)) in audio.iter().enumerate() {
@@ -92,6 +93,7 @@ fn main() {
             per_file[i].push(s);
             total += s;
             texts[i] = r.text();
+            spans[i] = r.segments.iter().map(|s| (s.start, s.end)).collect();
         }
         totals.push(total);
     }
@@ -109,8 +111,9 @@ fn main() {
         "total_wall_s_median": total,
         "rtf": total / duration,
         "peak_rss_mb": peak_rss_mb(),
-        "files": audio.iter().zip(per_file).zip(texts).map(|(((n, a), w), text)| serde_json::json!({
+        "files": audio.iter().zip(per_file).zip(texts).zip(spans).map(|((((n, a), w), text), spans)| serde_json::json!({
             "name": n, "duration": a.len() as f64 / 16000.0, "wall_s_median": median(w), "text": text,
+            "segments": spans,
         })).collect::<Vec<_>>(),
     });
     println!("{out}");
