@@ -144,7 +144,7 @@ impl Packed {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "Packed::matmul: bias");
         }
-        let (xq, xa, xs) = quantize_activations(x, m, k, kp);
+        let x = Activations::quantize(x, m, k, kp);
         let mut y = vec![0f32; m * n];
         let blocks = n.div_ceil(LANES);
         let out = OutPtr(y.as_mut_ptr());
@@ -152,7 +152,7 @@ impl Packed {
             let (b0, b1) = (t * BLOCKS_PER_TASK, ((t + 1) * BLOCKS_PER_TASK).min(blocks));
             // SAFETY: task `t` writes only the output columns of its blocks `b0..b1` (each in `0..n`, rows
             // `0..m`), which no other task writes; `y` outlives the tasks.
-            unsafe { self.blocks(b0, b1, &xq, &xa, &xs, m, bias, out, simd) };
+            unsafe { self.blocks(b0, b1, &x, bias, out, simd) };
         };
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
         if parallel {
@@ -184,15 +184,11 @@ impl Packed {
     /// # Safety
     /// `out` points to an `[m, n]` f32 buffer whose columns of these blocks no one else touches meanwhile;
     /// `simd` only if the CPU has AVX2 and FMA.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn blocks(
         &self,
         b0: usize,
         b1: usize,
-        xq: &[i8],
-        xa: &[u8],
-        xs: &[f32],
-        m: usize,
+        x: &Activations,
         bias: Option<&[f32]>,
         out: OutPtr,
         simd: bool,
@@ -200,7 +196,7 @@ impl Packed {
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: the CPU has AVX2 and FMA (the caller's contract), and the caller's contract on `out`.
-            return unsafe { x86::blocks(self, b0, b1, xq, xa, xs, m, bias, out) };
+            return unsafe { x86::blocks(self, b0, b1, x, bias, out) };
         }
         let _ = simd;
         // Portable path: the same integer sums, for CPUs without AVX2 (where `enabled` keeps matrices
@@ -212,15 +208,15 @@ impl Packed {
                 if r >= self.n {
                     break;
                 }
-                for g in 0..m {
+                for g in 0..x.rows {
                     let mut acc = 0i32;
                     for c in 0..steps {
                         for t in 0..4 {
                             let w = self.q[(j * steps + c) * 64 + lane * 4 + t] as i32;
-                            acc += xq[g * self.kp + c * 4 + t] as i32 * w;
+                            acc += x.q[g * self.kp + c * 4 + t] as i32 * w;
                         }
                     }
-                    let v = acc as f32 * self.scale[r] * xs[g] + bias.map_or(0.0, |b| b[r]);
+                    let v = acc as f32 * self.scale[r] * x.scale[g] + bias.map_or(0.0, |b| b[r]);
                     // SAFETY: r < n, g < m: inside the caller's buffer, in this task's columns.
                     unsafe { *out.0.add(g * self.n + r) = v };
                 }
@@ -237,51 +233,62 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-/// Rows of `x` as `round(x · s)` with `s = 127 / max|row|` (rows padded to `kp` with zeros), their absolute
-/// values, and each row's `1 / s`.
-fn quantize_activations(x: &[f32], m: usize, k: usize, kp: usize) -> (Vec<i8>, Vec<u8>, Vec<f32>) {
-    let mut xq = vec![0i8; m * kp];
-    let mut xs = vec![0f32; m];
-    for g in 0..m {
-        xs[g] = super::quantize_row(&x[g * k..(g + 1) * k], &mut xq[g * kp..g * kp + k]);
+/// A product's activation rows, quantized.
+struct Activations {
+    rows: usize,
+    /// `round(x · s)` with `s = 127 / max|row|`, rows padded to the matrix's `kp` columns with zeros.
+    q: Vec<i8>,
+    /// `|q|`, the unsigned operand of `vpmaddubsw` (kept beside `q` rather than taken per block).
+    abs: Vec<u8>,
+    /// Each row's `1 / s`.
+    scale: Vec<f32>,
+}
+
+impl Activations {
+    fn quantize(x: &[f32], m: usize, k: usize, kp: usize) -> Activations {
+        let mut q = vec![0i8; m * kp];
+        let mut scale = vec![0f32; m];
+        for g in 0..m {
+            scale[g] = super::quantize_row(&x[g * k..(g + 1) * k], &mut q[g * kp..g * kp + k]);
+        }
+        let abs = q.iter().map(|v| v.unsigned_abs()).collect();
+        Activations {
+            rows: m,
+            q,
+            abs,
+            scale,
+        }
     }
-    let xa = xq.iter().map(|v| v.unsigned_abs()).collect();
-    (xq, xa, xs)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{GROUP, LANES, OutPtr, Packed};
+    use super::{Activations, GROUP, LANES, OutPtr, Packed};
     use std::arch::x86_64::*;
 
     /// See [`Packed::blocks`]; needs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn blocks(
         p: &Packed,
         b0: usize,
         b1: usize,
-        xq: &[i8],
-        xa: &[u8],
-        xs: &[f32],
-        m: usize,
+        x: &Activations,
         bias: Option<&[f32]>,
         out: OutPtr,
     ) {
         for j in b0..b1 {
             let mut g0 = 0;
-            while g0 < m {
-                let g = (m - g0).min(GROUP);
-                let x = Rows { xq, xa, xs, g0 };
+            while g0 < x.rows {
+                let g = (x.rows - g0).min(GROUP);
                 // SAFETY (all arms): block j exists, rows g0..g0+g of the activations exist; the caller's
                 // contract on `out`; AVX2 and FMA enabled on this function.
                 unsafe {
                     match g {
-                        5 => tile::<5>(p, j, x, bias, out),
-                        4 => tile::<4>(p, j, x, bias, out),
-                        3 => tile::<3>(p, j, x, bias, out),
-                        2 => tile::<2>(p, j, x, bias, out),
-                        1 => tile::<1>(p, j, x, bias, out),
+                        5 => tile::<5>(p, j, x, g0, bias, out),
+                        4 => tile::<4>(p, j, x, g0, bias, out),
+                        3 => tile::<3>(p, j, x, g0, bias, out),
+                        2 => tile::<2>(p, j, x, g0, bias, out),
+                        1 => tile::<1>(p, j, x, g0, bias, out),
                         _ => unreachable!("at most {GROUP} rows per pass"),
                     }
                 }
@@ -290,35 +297,27 @@ mod x86 {
         }
     }
 
-    /// Quantized activations, from row `g0` on.
-    #[derive(Clone, Copy)]
-    struct Rows<'a> {
-        xq: &'a [i8],
-        xa: &'a [u8],
-        xs: &'a [f32],
-        g0: usize,
-    }
-
     /// Block `j` (16 output rows, two registers of 8) × activation rows `g0..g0+G`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tile<const G: usize>(
         p: &Packed,
         j: usize,
-        x: Rows,
+        x: &Activations,
+        g0: usize,
         bias: Option<&[f32]>,
         out: OutPtr,
     ) {
-        let (kp, steps, g0) = (p.kp, p.kp / 4, x.g0);
-        assert!((j + 1) * steps * 64 <= p.q.len() && (g0 + G) * kp <= x.xq.len());
-        assert!(x.xa.len() == x.xq.len() && g0 + G <= x.xs.len());
+        let (kp, steps) = (p.kp, p.kp / 4);
+        assert!((j + 1) * steps * 64 <= p.q.len() && (g0 + G) * kp <= x.q.len());
+        assert!(x.abs.len() == x.q.len() && g0 + G <= x.scale.len());
         // acc[g][h]: activation row g0 + g, output rows 8h..8h+8 of the block.
         let mut acc = [[_mm256_setzero_si256(); 2]; G];
         let ones = _mm256_set1_epi16(1);
         // SAFETY: `w` reads block j, `xq`/`xa` rows g0..g0+G, all in bounds (asserted above).
         unsafe {
             let w = p.q.as_ptr().add(j * steps * 64);
-            let (xq, xa) = (x.xq.as_ptr().add(g0 * kp), x.xa.as_ptr().add(g0 * kp));
+            let (xq, xa) = (x.q.as_ptr().add(g0 * kp), x.abs.as_ptr().add(g0 * kp));
             for c in 0..steps {
                 let lo = _mm256_loadu_si256(w.add(c * 64) as *const __m256i);
                 let hi = _mm256_loadu_si256(w.add(c * 64 + 32) as *const __m256i);
@@ -358,7 +357,7 @@ mod x86 {
             for (g, a) in acc.iter().enumerate() {
                 let v = _mm256_fmadd_ps(
                     _mm256_mul_ps(_mm256_cvtepi32_ps(a[h]), scale),
-                    _mm256_set1_ps(x.xs[g0 + g]),
+                    _mm256_set1_ps(x.scale[g0 + g]),
                     bias,
                 );
                 // SAFETY: output row g0 + g < m, columns r..r + lanes < n: this task's (the caller's contract).
